@@ -1,0 +1,1 @@
+"""Graft: speech recognition recipes with cross-lingual layer transfer."""

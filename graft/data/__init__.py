@@ -1,0 +1,1 @@
+"""Data: text, speech synthesis, Lhotse manifests, features."""

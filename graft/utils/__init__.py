@@ -1,0 +1,1 @@
+"""Small helpers every part of graft uses: atomic file writes, logging, errors."""
