@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Stage 3: the language side of one language (BPE, lexicon, n-gram LM, G, L, LG, HLG).
+
+Usage:
+    steps/prepare_lang.py --language cs --manifest-dir data/manifests/cs \
+        --lm-text data/corpus/cs/lm_text.txt --vocab-size 500 --lm-order 3 \
+        --out-dir data/lang/cs_bpe500
+
+Reads the normalized transcripts of the Lhotse supervision manifests
+`supervisions_{train,dev,test}.jsonl.gz` (stage 1). The LM is trained on the train
+transcripts plus the optional extra LM text (one normalized sentence a line); dev and test
+give coverage.json (word coverage and perplexity). The lang dir appears only when complete.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from graft.utils.cli import run_main
+from graft.utils.errors import GraftError, require_file
+
+SPLITS = ("train", "dev", "test")
+
+
+def read_transcripts(manifest_dir: Path, split: str) -> list[str]:
+    """The texts of `supervisions_<split>.jsonl.gz` in `manifest_dir` (stage 1's output)."""
+    from lhotse import load_manifest
+
+    path = require_file(manifest_dir / f"supervisions_{split}.jsonl.gz", stage=1,
+                        what=f"the {split} supervision manifest")
+    try:
+        sups = load_manifest(path)
+    except Exception as e:  # a truncated or foreign file
+        raise GraftError(f"cannot read {path}: {e}") from e
+    return [s.text for s in sups if s.text and s.text.strip()]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--language", required=True, help="language code, e.g. en, cs")
+    p.add_argument("--manifest-dir", required=True, type=Path, help="stage 1 manifests of the language")
+    p.add_argument("--lm-text", type=Path, default=None, help="extra LM text (optional)")
+    p.add_argument("--vocab-size", type=int, default=500, help="BPE vocabulary = model outputs")
+    p.add_argument("--lm-order", type=int, default=3, help="n-gram order (1..5)")
+    p.add_argument("--prune-threshold", type=float, default=None,
+                   help="entropy-prune the LM (orders >= 2) at this threshold, e.g. 1e-7")
+    p.add_argument("--out-dir", required=True, type=Path, help="the lang dir to write")
+    args = p.parse_args()
+
+    texts = {split: read_transcripts(args.manifest_dir, split) for split in SPLITS}
+    if not texts["train"]:
+        raise GraftError(f"no training transcripts in {args.manifest_dir / 'supervisions_train.jsonl.gz'}")
+    lm_texts: list[str] = []
+    if args.lm_text is not None:
+        path = require_file(args.lm_text, stage=0, what="the extra LM text")
+        lm_texts = path.read_text(encoding="utf-8").splitlines()
+
+    from graft.lang.prepare import prepare_lang
+
+    info = prepare_lang(args.out_dir, args.language, texts["train"], lm_texts, texts["dev"],
+                        texts["test"], vocab_size=args.vocab_size, lm_order=args.lm_order,
+                        prune_threshold=args.prune_threshold)
+    coverage = json.loads((args.out_dir / "coverage.json").read_text(encoding="utf-8"))
+    print(f"{args.out_dir}: {info['num_words']} words, {info['num_tokens']} tokens, "
+          f"LM {info['lm_ngrams']}, HLG {info['graphs']['HLG']}, {info['build_seconds']} s")
+    for split in ("dev", "test"):
+        c = coverage[split]
+        print(f"  {split}: {c['words']} words, coverage {c['word_coverage']} ({c['oov_words']} OOV), "
+              f"perplexity {c['perplexity']} (OOVs excluded)")
+
+
+if __name__ == "__main__":
+    run_main(main)

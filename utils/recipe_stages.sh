@@ -1,0 +1,54 @@
+# The stages every recipe shares, as functions; a recipe's run.sh calls them in its numbered
+# stage blocks. Source after utils/parse_options.sh and utils/stage.sh.
+#
+#   if stage_in 1; then for lang in $langs; do manifests_stage $lang; done; fi
+#
+# They read the recipe's variables: corpus (the adapter local/$corpus.py), dl_dir,
+# download_opts, nj, seed, vocab_size, lm_order, and `train_subsets_<lang>` (optional).
+#
+# Adapter contract (local/<corpus>.py):
+#   download --dl-dir DIR [download_opts]   get or make the raw corpus; idempotent
+#   prepare --dl-dir DIR --language L --out-dir data/manifests/L --train-subsets "15 30" --seed S
+#       Lhotse manifests recordings_/supervisions_/cuts_<split>.jsonl.gz for train/dev/test
+#       (and cuts_train_<N>m), report.json written last.
+
+corpus_stage() {
+  step "stage0_${corpus}_download" "$dl_dir/.done" \
+    bash -c "python $GRAFT_ROOT/local/$corpus.py download --dl-dir $dl_dir $download_opts && touch $dl_dir/.done"
+}
+
+manifests_stage() {
+  local lang=$1 subsets_var="train_subsets_$1"
+  step "stage1_manifests_$lang" "data/manifests/$lang/report.json" \
+    python $GRAFT_ROOT/local/$corpus.py prepare --dl-dir $dl_dir --language $lang \
+      --out-dir data/manifests/$lang --train-subsets "${!subsets_var:-}" --seed $seed
+}
+
+fbank_stage() {
+  local lang=$1
+  step "stage2_fbank_$lang" "data/fbank/$lang/report.json" \
+    python $GRAFT_ROOT/steps/compute_fbank.py --manifest-dir data/manifests/$lang \
+      --out-dir data/fbank/$lang --splits "train dev test" --jobs $nj
+}
+
+lang_stage() {
+  local lang=$1
+  local lm_text_arg=""
+  [ -f "$dl_dir/$lang/lm_text.txt" ] && lm_text_arg="--lm-text $dl_dir/$lang/lm_text.txt"
+  step "stage3_lang_$lang" "data/lang/${lang}_bpe${vocab_size}/lang.json" \
+    python $GRAFT_ROOT/steps/prepare_lang.py --language $lang --manifest-dir data/manifests/$lang \
+      $lm_text_arg --vocab-size $vocab_size --lm-order $lm_order \
+      --out-dir data/lang/${lang}_bpe${vocab_size}
+}
+
+# train_stage LANG EXP_DIR [extra steps/train.py options]: train a transducer on LANG's train
+# cuts (variables: model_conf, num_epochs, max_duration, train_opts).
+train_stage() {
+  local lang=$1 exp=$2
+  shift 2
+  step "stage4_train_$(basename $exp)" "$exp/epoch-$num_epochs.pt" \
+    python $GRAFT_ROOT/steps/train.py --cuts-train data/fbank/$lang/cuts_train.jsonl.gz \
+      --cuts-dev data/fbank/$lang/cuts_dev.jsonl.gz --lang-dir data/lang/${lang}_bpe${vocab_size} \
+      --exp-dir $exp --model-conf $model_conf --num-epochs $num_epochs \
+      --max-duration $max_duration ${train_opts:-} "$@"
+}
