@@ -52,3 +52,40 @@ train_stage() {
       --exp-dir $exp --model-conf $model_conf --num-epochs $num_epochs \
       --max-duration $max_duration ${train_opts:-} "$@"
 }
+
+# transfer_stage SRC_EXP LANG EXP_DIR CUTS_TRAIN PRESET [extra steps/transfer.py options]:
+# initialize a LANG model from SRC_EXP by the rules of conf/transfer/PRESET.yaml and fine-tune
+# it on CUTS_TRAIN (variables: src_lang, num_epochs, max_duration, transfer_opts).
+transfer_stage() {
+  local src=$1 lang=$2 exp=$3 cuts=$4 preset=$5
+  shift 5
+  step "stage5_transfer_$(basename $exp)" "$exp/epoch-$num_epochs.pt" \
+    python $GRAFT_ROOT/steps/transfer.py --source-exp $src \
+      --source-lang-dir data/lang/${src_lang}_bpe${vocab_size} --transfer-conf $preset \
+      --cuts-train $cuts --cuts-dev data/fbank/$lang/cuts_dev.jsonl.gz \
+      --lang-dir data/lang/${lang}_bpe${vocab_size} --exp-dir $exp \
+      --num-epochs $num_epochs --max-duration $max_duration ${transfer_opts:-} "$@"
+}
+
+# decode_stage EXP LANG: decode LANG's dev and test with every method in $decode_methods, using
+# the epoch/avg in $decode_epoch / $decode_avg (variables: lm_weights, nj).
+decode_stage() {
+  local exp=$1 lang=$2 dir="decode_epoch${decode_epoch}_avg${decode_avg}"
+  step "stage6_decode_$(basename $exp)" "$exp/$dir/rtf.json" \
+    python $GRAFT_ROOT/steps/decode.py --exp-dir $exp --lang-dir data/lang/${lang}_bpe${vocab_size} \
+      --sets "dev:data/fbank/$lang/cuts_dev.jsonl.gz test:data/fbank/$lang/cuts_test.jsonl.gz" \
+      --methods "$decode_methods" --epoch $decode_epoch --avg $decode_avg \
+      --lm-weights "$lm_weights" --num-jobs $nj --decode-dir $dir
+}
+
+# score_stage EXP LANG: WER/CER of every method at every LM weight and insertion penalty,
+# weights chosen on dev and applied to test (variables: lm_weights, word_ins_penalties). Runs
+# every time (re-scoring is cheap and needs no model): `--stage 7 --lm-weights "..."`.
+score_stage() {
+  local exp=$1 lang=$2 dir="decode_epoch${decode_epoch}_avg${decode_avg}"
+  step "stage7_score_$(basename $exp)" "" \
+    python $GRAFT_ROOT/steps/score.py --decode-root $exp/$dir --method $decode_methods \
+      --dev-set dev --test-set test --lm-weights "$lm_weights" \
+      --word-ins-penalties "$word_ins_penalties" --lang-dir data/lang/${lang}_bpe${vocab_size} \
+      --num-jobs $nj
+}

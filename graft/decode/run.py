@@ -1,0 +1,197 @@
+"""Decode one cut set with a trained model by several methods; write what scoring reads.
+
+Methods:
+    greedy     transducer greedy search                  -> <set>/hyp.txt
+    beam       transducer modified beam search (n-best)  -> <set>/nbest.jsonl (LM re-scoring)
+    ctc-greedy CTC head, best path                       -> <set>/hyp.txt
+    ctc-hlg    CTC head, HLG lattices (kaldi-decoder)    -> <set>/lats/ (LM-weight sweeps)
+Each `<decode_root>/<method>/<set>/` also gets `ref.txt` and `decode.json` (settings, RTF).
+The encoder runs once per set; its time is shared by every method's RTF (encoder + search).
+A method's set dir is built aside and replaces the old one only on success.
+
+Usage:
+    model, info = load_model_for_decoding("exp/en_small", epoch=8, avg=3)
+    decode_set(model, "data/fbank/en/cuts_dev.jsonl.gz", "data/lang/en_bpe500",
+               "exp/en_small/decode_epoch8_avg3", "dev", ["greedy", "beam", "ctc-hlg"],
+               DecodeOptions(lm_weights=[0.1, 0.3, 0.5], num_jobs=2))
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from lhotse import CutSet
+from lhotse.dataset.collation import collate_features
+from tqdm import tqdm
+
+from graft.decode.ctc_lattice import LatticeDecodeConfig, decode_lattices, middle_lm_weight
+from graft.decode.nbest_rescore import nbest_entry, write_nbest
+from graft.decode.search import ctc_greedy_search, greedy_search, modified_beam_search
+from graft.decode.symbols import invert, read_symbols, tokens_to_words
+from graft.score.text import write_text
+from graft.utils.errors import GraftError, require_file
+from graft.utils.io import atomic_dir, atomic_write
+from graft.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+METHODS = ("greedy", "beam", "ctc-greedy", "ctc-hlg")
+
+
+@dataclass
+class DecodeOptions:
+    """Search settings shared by the methods."""
+
+    beam: int = 4
+    num_best: int = 8
+    lm_weights: list[float] = field(default_factory=lambda: [0.1 * i for i in range(1, 16)])
+    search_beam: float = 12.0
+    lattice_beam: float = 6.0
+    num_jobs: int = 2
+    max_duration: float = 200.0
+
+
+@dataclass
+class EncodedSet:
+    """Encoder outputs of a cut set, kept in memory for every method."""
+
+    ids: list[str]
+    refs: dict[str, list[str]]
+    durations: dict[str, float]
+    enc: list[torch.Tensor]  # (T', D) per utterance
+    ctc_log_probs: list[torch.Tensor]  # (T', V) per utterance
+    encoder_seconds: float
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(self.durations.values())
+
+
+def check_lang_matches(lang_dir: Path, vocab_size: int, source: str) -> dict[int, str]:
+    """id -> token of the lang dir; GraftError when its size differs from the model's."""
+    tokens = read_symbols(require_file(lang_dir / "tokens.txt", stage=3, what="the token table"))
+    if len(tokens) != vocab_size:
+        raise GraftError(f"{lang_dir}/tokens.txt has {len(tokens)} tokens but the model in {source} "
+                         f"has {vocab_size} outputs: decode with the lang dir the model was trained on")
+    return invert(tokens)
+
+
+@torch.no_grad()
+def encode_set(model, cuts_path: str | Path, max_duration: float = 200.0) -> EncodedSet:
+    """Run the encoder (and CTC head) over every cut of `cuts_path`, in duration-sorted batches."""
+    cuts = CutSet.from_file(require_file(cuts_path, stage=2, what="the features manifest")).to_eager()
+    if len(cuts) == 0:
+        raise GraftError(f"{cuts_path}: no cuts to decode")
+    missing = [c.id for c in cuts if not c.has_features]
+    if missing:
+        raise GraftError(f"{cuts_path}: {len(missing)} cuts have no features (e.g. {missing[0]}): run stage 2")
+    ordered = sorted(cuts, key=lambda c: c.duration, reverse=True)
+    out = EncodedSet([], {}, {}, [], [], 0.0)
+    batch: list = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(ordered), desc=f"encode {Path(cuts_path).name}", unit="utt")
+
+    def flush() -> None:
+        feats, lens = collate_features(CutSet.from_cuts(batch))
+        enc, enc_lens = model.encoder(feats, lens)
+        logp = model.ctc_output(enc)
+        for i, cut in enumerate(batch):
+            n = int(enc_lens[i])
+            out.ids.append(cut.id)
+            out.refs[cut.id] = " ".join(s.text for s in cut.supervisions).split()
+            out.durations[cut.id] = cut.duration
+            out.enc.append(enc[i, :n].clone())
+            out.ctc_log_probs.append(logp[i, :n].clone())
+        bar.update(len(batch))
+        batch.clear()
+
+    for cut in ordered:
+        if batch and sum(c.duration for c in batch) + cut.duration > max_duration:
+            flush()
+        batch.append(cut)
+    flush()
+    bar.close()
+    out.encoder_seconds = time.perf_counter() - t0
+    return out
+
+
+def _batches(encoded: EncodedSet, size: int = 32):
+    for i in range(0, len(encoded.ids), size):
+        idx = range(i, min(i + size, len(encoded.ids)))
+        encs = [encoded.enc[j] for j in idx]
+        lens = torch.tensor([e.shape[0] for e in encs])
+        padded = torch.nn.utils.rnn.pad_sequence(encs, batch_first=True)
+        yield [encoded.ids[j] for j in idx], padded, lens
+
+
+@torch.no_grad()
+def _run_method(method: str, model, encoded: EncodedSet, lang_dir: Path, set_dir: Path,
+                id2token: dict[int, str], opts: DecodeOptions) -> dict:
+    t0 = time.perf_counter()
+    extra: dict = {}
+    if method in ("greedy", "ctc-greedy"):
+        hyps: dict[str, list[str]] = {}
+        for ids, enc, lens in _batches(encoded):
+            if method == "greedy":
+                tokens = greedy_search(model, enc, lens)
+            else:
+                tokens = ctc_greedy_search(model.ctc_output(enc), lens, blank_id=model.blank_id)
+            for uid, tok in zip(ids, tokens):
+                hyps[uid] = tokens_to_words(tok, id2token)
+        write_text(set_dir / "hyp.txt", hyps, order=encoded.ids)
+    elif method == "beam":
+        entries = []
+        for ids, enc, lens in _batches(encoded, size=16):
+            nbest = modified_beam_search(model, enc, lens, beam=opts.beam, num_best=opts.num_best)
+            entries += [nbest_entry(uid, hyps, id2token) for uid, hyps in zip(ids, nbest)]
+        write_nbest(set_dir / "nbest.jsonl", entries)
+        write_text(set_dir / "hyp.txt", {e.utt_id: e.hyps[0].words if e.hyps else [] for e in entries},
+                   order=encoded.ids)
+    elif method == "ctc-hlg":
+        cfg = LatticeDecodeConfig(lm_weight=middle_lm_weight(opts.lm_weights), beam=opts.search_beam,
+                                  lattice_beam=opts.lattice_beam, num_jobs=opts.num_jobs)
+        items = ((uid, lp.numpy().astype("float32"), encoded.durations[uid])
+                 for uid, lp in zip(encoded.ids, encoded.ctc_log_probs))
+        stats = decode_lattices(items, require_file(lang_dir / "HLG.fst", stage=3, what="the decoding graph"),
+                                lang_dir / "words.txt", set_dir, cfg, total=len(encoded.ids))
+        extra = {"lattice": {"w0": cfg.lm_weight, "search_rtf": stats.rtf, "not_final": stats.num_not_final,
+                             "empty": stats.num_empty, "mean_lattice_arcs": stats.mean_lattice_arcs}}
+    else:
+        raise GraftError(f"unknown decoding method '{method}' (choose from {', '.join(METHODS)})")
+    search = time.perf_counter() - t0
+    audio = encoded.audio_seconds
+    return {"method": method, "utterances": len(encoded.ids), "audio_seconds": round(audio, 2),
+            "encoder_seconds": round(encoded.encoder_seconds, 3), "search_seconds": round(search, 3),
+            "rtf": round((encoded.encoder_seconds + search) / audio, 5),
+            "search_rtf": round(search / audio, 5), **extra}
+
+
+def decode_set(model, cuts_path: str | Path, lang_dir: str | Path, decode_root: str | Path,
+               set_name: str, methods: Sequence[str], opts: DecodeOptions, info: dict | None = None) -> list[dict]:
+    """Decode one set by each method into `<decode_root>/<method>/<set_name>/`; return figures."""
+    lang_dir, decode_root = Path(lang_dir), Path(decode_root)
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise GraftError(f"unknown decoding method(s) {', '.join(bad)} (choose from {', '.join(METHODS)})")
+    id2token = check_lang_matches(lang_dir, model.vocab_size, str((info or {}).get("checkpoints", "the model")))
+    if "ctc-hlg" in methods:
+        require_file(lang_dir / "HLG.fst", stage=3, what="the decoding graph")
+    encoded = encode_set(model, cuts_path, opts.max_duration)
+    results = []
+    for method in methods:
+        final = decode_root / method / set_name
+        with atomic_dir(final) as tmp:
+            write_text(tmp / "ref.txt", encoded.refs, order=encoded.ids)
+            fig = _run_method(method, model, encoded, lang_dir, tmp, id2token, opts)
+            fig.update({"cuts": str(cuts_path), "lang_dir": str(lang_dir), "options": asdict(opts),
+                        "model": {k: v for k, v in (info or {}).items() if k != "model_conf"}})
+            with atomic_write(tmp / "decode.json") as f:
+                json.dump(fig, f, indent=2)
+        log.info("%s %s: RTF %.4f (encoder %.1f s + search %.1f s for %.0f s of audio)", method, set_name,
+                 fig["rtf"], fig["encoder_seconds"], fig["search_seconds"], fig["audio_seconds"])
+        results.append(fig)
+    return results

@@ -1,0 +1,175 @@
+"""Transducer searches (greedy, modified beam search) and CTC greedy search, batched.
+
+The model interface used (as in graft.model):
+    model.decoder(y (N, context_size) LongTensor, need_pad=False) -> (N, 1, D_dec)
+    model.decoder.context_size, model.decoder.blank_id
+    model.joiner.encoder_proj(enc), model.joiner.decoder_proj(dec)
+    model.joiner(enc_proj, dec_proj, project_input=False) -> logits (..., V)
+The searches take the encoder output, so the caller runs `model.encoder` once and may reuse it.
+
+The decoder context before the first symbol is `context_size - 1` copies of `context_pad_id`
+(default: the blank id) and then blank. graft.model's stateless decoder embeds blank (and any
+negative id) as zeros, the same as its left padding in training; icefall passes -1 there.
+
+Usage:
+    enc, enc_lens = model.encoder(feats, feat_lens)
+    tokens = greedy_search(model, enc, enc_lens)                     # list[list[int]]
+    nbest = modified_beam_search(model, enc, enc_lens, beam=4)       # list[list[Hypothesis]]
+    nbest[0][0].tokens, nbest[0][0].log_prob
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Hypothesis:
+    """A token sequence (blanks removed) and its total log-prob under the transducer."""
+
+    tokens: list[int]
+    log_prob: float
+
+
+def _initial_context(model, context_pad_id: int | None) -> list[int]:
+    blank = int(model.decoder.blank_id)
+    cs = int(model.decoder.context_size)
+    pad = blank if context_pad_id is None else int(context_pad_id)
+    return [pad] * (cs - 1) + [blank]
+
+
+def _decoder_proj(model, contexts: list[list[int]], device: torch.device) -> torch.Tensor:
+    """(H, J) projected decoder outputs for H contexts of length context_size."""
+    y = torch.tensor(contexts, dtype=torch.int64, device=device)
+    dec = model.decoder(y, need_pad=False)  # (H, 1, D_dec)
+    return model.joiner.decoder_proj(dec).reshape(len(contexts), -1)
+
+
+def _joint(model, enc_proj: torch.Tensor, dec_proj: torch.Tensor) -> torch.Tensor:
+    """Logits (H, V) from (H, J) projected encoder and decoder vectors."""
+    h = enc_proj.shape[0]
+    logits = model.joiner(enc_proj.reshape(h, 1, 1, -1), dec_proj.reshape(h, 1, 1, -1), project_input=False)
+    return logits.reshape(h, -1)
+
+
+@torch.no_grad()
+def greedy_search(
+    model,
+    encoder_out: torch.Tensor,
+    encoder_out_lens: torch.Tensor,
+    max_sym_per_frame: int = 1,
+    context_pad_id: int | None = None,
+) -> list[list[int]]:
+    """Batched greedy search: at most `max_sym_per_frame` non-blank symbols per encoder frame."""
+    if max_sym_per_frame < 1:
+        raise ValueError(f"max_sym_per_frame must be >= 1, got {max_sym_per_frame}")
+    n, t_max, _ = encoder_out.shape
+    device = encoder_out.device
+    blank = int(model.decoder.blank_id)
+    cs = int(model.decoder.context_size)
+    lens = encoder_out_lens.to("cpu").tolist()
+    enc_proj = model.joiner.encoder_proj(encoder_out)  # (N, T, J)
+    contexts = [_initial_context(model, context_pad_id) for _ in range(n)]
+    hyps: list[list[int]] = [[] for _ in range(n)]
+    dec_proj = _decoder_proj(model, contexts, device)  # (N, J)
+    for t in range(t_max):
+        active = [i for i in range(n) if lens[i] > t]
+        if not active:
+            break
+        for _ in range(max_sym_per_frame):
+            idx = torch.tensor(active, device=device)
+            logits = _joint(model, enc_proj[idx, t], dec_proj[idx])
+            best = logits.argmax(dim=-1).tolist()
+            emitted = [i for i, y in zip(active, best) if y != blank]
+            if not emitted:
+                break
+            for i, y in zip(active, best):
+                if y != blank:
+                    hyps[i].append(y)
+                    contexts[i] = (contexts[i] + [y])[-cs:]
+            dec_proj[torch.tensor(emitted, device=device)] = _decoder_proj(
+                model, [contexts[i] for i in emitted], device
+            ).to(dec_proj.dtype)
+            active = emitted
+    return hyps
+
+
+@torch.no_grad()
+def modified_beam_search(
+    model,
+    encoder_out: torch.Tensor,
+    encoder_out_lens: torch.Tensor,
+    beam: int = 4,
+    num_best: int | None = None,
+    context_pad_id: int | None = None,
+) -> list[list[Hypothesis]]:
+    """Batched modified beam search (at most one symbol per frame, as in icefall).
+
+    Each frame, every utterance keeps the `beam` best (hypothesis, next symbol or blank)
+    extensions; extensions that end in the same token sequence are merged by log-add.
+    Returns, per utterance, up to `num_best` (default `beam`) hypotheses, best first, with
+    their log-probs (sums of log-softmax of the joiner outputs).
+    """
+    if beam < 1:
+        raise ValueError(f"beam must be >= 1, got {beam}")
+    num_best = beam if num_best is None else num_best
+    n, t_max, _ = encoder_out.shape
+    device = encoder_out.device
+    blank = int(model.decoder.blank_id)
+    cs = int(model.decoder.context_size)
+    lens = encoder_out_lens.to("cpu").tolist()
+    enc_proj = model.joiner.encoder_proj(encoder_out)  # (N, T, J)
+    init = tuple(_initial_context(model, context_pad_id))
+    # per utterance: {token sequence incl. the initial context: log-prob}
+    beams: list[dict[tuple[int, ...], float]] = [{init: 0.0} for _ in range(n)]
+    for t in range(t_max):
+        active = [i for i in range(n) if lens[i] > t]
+        if not active:
+            break
+        rows: list[tuple[int, tuple[int, ...], float]] = [(i, key, lp) for i in active for key, lp in beams[i].items()]
+        dec_proj = _decoder_proj(model, [list(key[-cs:]) for _, key, _ in rows], device)
+        utt_idx = torch.tensor([i for i, _, _ in rows], device=device)
+        logits = _joint(model, enc_proj[utt_idx, t], dec_proj)
+        log_probs = logits.log_softmax(dim=-1).to(torch.float64).cpu()
+        prev = torch.tensor([lp for _, _, lp in rows], dtype=torch.float64)
+        total = log_probs + prev[:, None]  # (H, V)
+        vocab = total.shape[1]
+        start = 0
+        for i in active:
+            count = len(beams[i])
+            block = total[start : start + count].reshape(-1)
+            k = min(beam, block.numel())
+            values, flat = block.topk(k)
+            merged: dict[tuple[int, ...], float] = {}
+            for value, f in zip(values.tolist(), flat.tolist()):
+                key = rows[start + f // vocab][1]
+                token = f % vocab
+                if token != blank:
+                    key = key + (token,)
+                old = merged.get(key)
+                merged[key] = value if old is None else _log_add(old, value)
+            beams[i] = merged
+            start += count
+    out: list[list[Hypothesis]] = []
+    for i in range(n):
+        ranked = sorted(beams[i].items(), key=lambda kv: kv[1], reverse=True)[:num_best]
+        out.append([Hypothesis(list(key[cs:]), lp) for key, lp in ranked])
+    return out
+
+
+def _log_add(a: float, b: float) -> float:
+    hi, lo = (a, b) if a >= b else (b, a)
+    return hi + math.log1p(math.exp(lo - hi))
+
+
+@torch.no_grad()
+def ctc_greedy_search(log_probs: torch.Tensor, lens: torch.Tensor, blank_id: int = 0) -> list[list[int]]:
+    """Best-path CTC decoding: argmax per frame, merge repeats, drop blanks."""
+    best = log_probs.argmax(dim=-1).cpu()
+    out: list[list[int]] = []
+    for i, length in enumerate(lens.cpu().tolist()):
+        seq = torch.unique_consecutive(best[i, :length]).tolist()
+        out.append([x for x in seq if x != blank_id])
+    return out
