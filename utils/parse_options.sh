@@ -16,6 +16,8 @@
 # Positional arguments that follow the options are left in "$@".
 
 _po_script="${0}"
+# run.sh scripts cd into their own folder first, so a relative $0 may no longer resolve
+[ -f "$_po_script" ] || _po_script="$(basename "$0")"
 
 _po_help() {
   echo "Usage: $_po_script [options] ${po_positional_usage:-}"

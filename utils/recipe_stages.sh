@@ -4,7 +4,8 @@
 #   if stage_in 1; then for lang in $langs; do manifests_stage $lang; done; fi
 #
 # They read the recipe's variables: corpus (the adapter local/$corpus.py), dl_dir,
-# download_opts, nj, seed, vocab_size, lm_order, and `train_subsets_<lang>` (optional).
+# langs, download_opts, nj, seed, vocab_size, lm_order, and `train_subsets_<lang>` (dashes in
+# the language code become underscores) or `train_subsets` (optional).
 #
 # Adapter contract (local/<corpus>.py):
 #   download --dl-dir DIR [download_opts]   get or make the raw corpus; idempotent
@@ -13,15 +14,16 @@
 #       (and cuts_train_<N>m), report.json written last.
 
 corpus_stage() {
-  step "stage0_${corpus}_download" "$dl_dir/.done" \
-    bash -c "python $GRAFT_ROOT/local/$corpus.py download --dl-dir $dl_dir $download_opts && touch $dl_dir/.done"
+  # complete when every language's report.json (written last by the adapter) exists
+  step "stage0_${corpus}_download" "$(for l in $langs; do echo $dl_dir/$l/report.json; done)" \
+    python $GRAFT_ROOT/local/$corpus.py download --dl-dir $dl_dir $download_opts
 }
 
 manifests_stage() {
-  local lang=$1 subsets_var="train_subsets_$1"
+  local lang=$1 subsets_var="train_subsets_${1//-/_}"  # e.g. train_subsets_zh_TW
   step "stage1_manifests_$lang" "data/manifests/$lang/report.json" \
     python $GRAFT_ROOT/local/$corpus.py prepare --dl-dir $dl_dir --language $lang \
-      --out-dir data/manifests/$lang --train-subsets "${!subsets_var:-}" --seed $seed
+      --out-dir data/manifests/$lang --train-subsets "${!subsets_var:-${train_subsets:-}}" --seed $seed
 }
 
 fbank_stage() {
@@ -41,13 +43,13 @@ lang_stage() {
       --out-dir data/lang/${lang}_bpe${vocab_size}
 }
 
-# train_stage LANG EXP_DIR [extra steps/train.py options]: train a transducer on LANG's train
-# cuts (variables: model_conf, num_epochs, max_duration, train_opts).
+# train_stage LANG EXP_DIR [SPLIT [extra steps/train.py options]]: train a transducer on LANG's
+# cuts_SPLIT (default train) (variables: model_conf, num_epochs, max_duration, train_opts).
 train_stage() {
-  local lang=$1 exp=$2
-  shift 2
+  local lang=$1 exp=$2 split=${3:-train}
+  shift 2; [ $# -gt 0 ] && shift
   step "stage4_train_$(basename $exp)" "$exp/epoch-$num_epochs.pt" \
-    python $GRAFT_ROOT/steps/train.py --cuts-train data/fbank/$lang/cuts_train.jsonl.gz \
+    python $GRAFT_ROOT/steps/train.py --cuts-train data/fbank/$lang/cuts_$split.jsonl.gz \
       --cuts-dev data/fbank/$lang/cuts_dev.jsonl.gz --lang-dir data/lang/${lang}_bpe${vocab_size} \
       --exp-dir $exp --model-conf $model_conf --num-epochs $num_epochs \
       --max-duration $max_duration ${train_opts:-} "$@"

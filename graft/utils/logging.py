@@ -20,6 +20,7 @@ def get_logger(name: str) -> logging.Logger:
         handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
+        root.propagate = False  # libraries that configure the root logger would repeat every line
     if not name.startswith("graft"):
         name = f"graft.{name}"
     return logging.getLogger(name)

@@ -1,0 +1,386 @@
+"""Offline speech synthesis with Debian's TTS engines (espeak-ng, flite, festival) -> 16 kHz wav.
+
+Usage:
+    from graft.data.tts import SynthItem, check_voices, synthesize_batch, voices_for
+    voices = voices_for("cs")                  # the inventory: >= 6 speakers per language
+    check_voices(voices)                       # GraftError naming a missing engine/voice/package
+    result = synthesize_batch(voices[0], [SynthItem("cs-x-1", "Dobrý den, jak se máte?", Path("a.wav"))])
+    result.seconds["cs-x-1"], result.failed    # duration of each written file; failures by id
+
+Every output is a 16 kHz mono 16-bit wav, written atomically. espeak-ng reads its text on
+stdin (a sentence starting with "-" would be an option) and is converted 22.05 -> 16 kHz with
+1 dB less gain (sox, no clipping); festival runs once per batch, reading a script in the
+voice's encoding (ISO-8859-2 for Czech), and is resampled from its native rate. An empty or
+failed output is skipped and reported with a reason, not raised. A voice whose outputs are
+mostly far too long or too short per word (a wrong text encoding gives ~4x) raises GraftError.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+
+from graft.utils.errors import GraftError
+from graft.utils.io import atomic_path
+from graft.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+SAMPLE_RATE = 16000
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")  # words as normalize() counts them
+# Plausible seconds per word of one utterance (with its leading and trailing silence).
+MIN_SECONDS_PER_WORD = 0.12
+MAX_SECONDS_PER_WORD = 1.2
+# Plausible median seconds per word of a voice (measured 0.30-0.52; a wrong encoding gives >1).
+VOICE_SECONDS_PER_WORD = (0.2, 0.8)
+MIN_SECONDS = 0.3  # shorter (or silent) output counts as empty
+
+# engine -> (binary, Debian package)
+ENGINES: dict[str, tuple[str, str]] = {
+    "espeak": ("espeak-ng", "espeak-ng"),
+    "flite": ("flite", "flite"),
+    "festival": ("festival", "festival"),
+}
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One speaker: an engine's voice with its settings.
+
+    rate: espeak words per minute; pitch: espeak pitch 0-99, or the target mean F0 in Hz for
+    flite and festival; stretch: duration stretch for flite and festival (1 = the voice's own).
+    """
+
+    language: str
+    engine: str  # "espeak", "flite" or "festival"
+    voice: str  # the engine's name: "en-us+m3", "slt", "czech_machac"
+    name: str  # short name in the speaker id (letters and digits)
+    rate: int | None = None
+    pitch: float | None = None
+    stretch: float = 1.0
+    variant: int = 1  # tells apart speakers made from one voice with other settings
+    package: str = ""  # the Debian package that holds the voice
+    encoding: str = "utf-8"  # the text encoding the engine reads for this voice
+    gain_db: float = 0.0  # applied when resampling to 16 kHz
+
+    @property
+    def speaker(self) -> str:
+        """Speaker id, e.g. "cs-festival-machac-s1"."""
+        return f"{self.language}-{self.engine}-{self.name}-s{self.variant}"
+
+    @property
+    def settings(self) -> dict:
+        """The engine, voice and settings as a dict (for reports)."""
+        return {"engine": self.engine, "voice": self.voice, "rate": self.rate, "pitch": self.pitch,
+                "stretch": self.stretch, "package": self.package}
+
+
+def _espeak(lang: str, voice: str, name: str, rate: int, pitch: int) -> Voice:
+    return Voice(lang, "espeak", voice, name, rate=rate, pitch=pitch, package="espeak-ng-data",
+                 gain_db=-1.0)
+
+
+def _flite(voice: str, stretch: float, pitch: float | None = None) -> Voice:
+    return Voice("en", "flite", voice, voice, pitch=pitch, stretch=stretch, package="flite")
+
+
+def _festival(lang: str, voice: str, name: str, package: str, stretch: float, pitch: float | None,
+              encoding: str = "latin-1") -> Voice:
+    return Voice(lang, "festival", voice, name, pitch=pitch, stretch=stretch, package=package,
+                 encoding=encoding, gain_db=-1.0)
+
+
+# The inventory. The Czech festival voices share one duration model: their stretches differ.
+VOICES: tuple[Voice, ...] = (
+    _espeak("en", "en-us+m3", "usm3", rate=165, pitch=45),
+    _espeak("en", "en-gb+f2", "gbf2", rate=150, pitch=70),
+    _espeak("en", "en-gb-scotland+m1", "scotm1", rate=175, pitch=35),
+    _flite("slt", stretch=1.0, pitch=175),
+    _flite("rms", stretch=1.1),
+    _flite("awb", stretch=0.95),
+    _flite("kal16", stretch=1.05, pitch=120),
+    _festival("en", "kal_diphone", "kal", "festvox-kallpc16k", stretch=1.0, pitch=115),
+    _festival("en", "ked_diphone", "ked", "festvox-kdlpc16k", stretch=1.15, pitch=95),
+    _festival("cs", "czech_dita", "dita", "festvox-czech-dita", 1.0, 215, "iso-8859-2"),
+    _festival("cs", "czech_machac", "machac", "festvox-czech-machac", 1.12, 85, "iso-8859-2"),
+    _festival("cs", "czech_krb", "krb", "festvox-czech-krb", 0.9, 240, "iso-8859-2"),
+    _festival("cs", "czech_ph", "ph", "festvox-czech-ph", 1.05, 120, "iso-8859-2"),
+    _espeak("cs", "cs+m1", "m1", rate=150, pitch=40),
+    _espeak("cs", "cs+f3", "f3", rate=140, pitch=65),
+    _espeak("cs", "cs+m4", "m4", rate=165, pitch=30),
+)
+
+
+def voices_for(language: str) -> list[Voice]:
+    """The inventory's voices of one language (GraftError if it has none)."""
+    out = [v for v in VOICES if v.language == language]
+    if not out:
+        known = sorted({v.language for v in VOICES})
+        raise GraftError(f"no TTS voices for language {language!r}: known are {', '.join(known)}")
+    return out
+
+
+# ---- checks ----------------------------------------------------------------------------
+
+def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, **kw)
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_voices(engine: str) -> frozenset[str]:
+    if engine == "espeak":
+        names = set()
+        for arg in ("--voices", "--voices=variant"):
+            for line in _run(["espeak-ng", arg], text=True).stdout.splitlines()[1:]:
+                cols = line.split()
+                if len(cols) >= 5:
+                    names.add(cols[1] if arg == "--voices" else "+" + cols[4].split("/")[-1])
+                    if arg == "--voices":
+                        names.add(cols[4].split("/")[-1])
+        return frozenset(names)
+    if engine == "flite":
+        out = _run(["flite", "-lv"], text=True).stdout
+        return frozenset(out.split(":", 1)[-1].split())
+    if engine == "festival":
+        out = _run(["festival", "-b", "(print (voice.list))"], text=True).stdout
+        return frozenset(out.strip().strip("()").split())
+    raise GraftError(f"unknown TTS engine {engine!r}: known are {', '.join(ENGINES)}")
+
+
+def check_voice(voice: Voice) -> None:
+    """Raise GraftError naming the engine/voice and the Debian package when it is missing."""
+    if voice.engine not in ENGINES:
+        raise GraftError(f"unknown TTS engine {voice.engine!r} for {voice.speaker}: "
+                         f"known are {', '.join(ENGINES)}")
+    binary, package = ENGINES[voice.engine]
+    for b, p in ((binary, package), ("sox", "sox")):
+        if shutil.which(b) is None:
+            raise GraftError(f"{b} is not installed (needed by {voice.speaker}): apt-get install {p}")
+    have = _installed_voices(voice.engine)
+    if voice.engine == "espeak":
+        lang, _, variant = voice.voice.partition("+")
+        missing = lang not in have or (variant and "+" + variant not in have)
+    else:
+        missing = voice.voice not in have
+    if missing:
+        raise GraftError(f"{voice.engine} voice {voice.voice!r} ({voice.speaker}) is not installed: "
+                         f"apt-get install {voice.package or package}")
+
+
+def check_voices(voices: Sequence[Voice]) -> None:
+    """`check_voice` for each voice."""
+    for v in voices:
+        check_voice(v)
+
+
+# ---- synthesis -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SynthItem:
+    """One utterance to synthesize: id, the text to read, and the wav to write."""
+
+    id: str
+    text: str
+    path: Path
+
+
+@dataclass
+class BatchResult:
+    """What a batch wrote: seconds per written id, failure reason per failed id, wall time."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, per_word: float | None = None):
+        super().__init__(reason)
+        self.per_word = per_word
+
+
+def _commit(raw: Path, dst: Path, n_words: int, gain_db: float) -> float:
+    """Convert `raw` to a 16 kHz mono 16-bit wav at `dst` (atomically); return its duration."""
+    if not raw.exists() or raw.stat().st_size <= 44:
+        raise _Reject("empty audio" if raw.exists() else "no audio")
+    try:
+        info = sf.info(str(raw))
+    except RuntimeError:
+        raise _Reject("unreadable audio") from None
+    with atomic_path(dst) as tmp:
+        if info.samplerate == SAMPLE_RATE and info.channels == 1 and info.subtype == "PCM_16" and not gain_db:
+            shutil.copyfile(raw, tmp)
+        else:
+            cmd = ["sox", "-V1", "-R", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(tmp)]
+            if gain_db:
+                cmd += ["gain", f"{gain_db:g}"]
+            cmd += ["rate", "-h"]
+            if _run(cmd).returncode != 0 or not tmp.exists():
+                raise _Reject("conversion failed")
+        audio, sr = sf.read(str(tmp), dtype="int16")
+        seconds = len(audio) / sr
+        if seconds < MIN_SECONDS or not np.any(np.abs(audio) > 64):
+            raise _Reject("empty audio")
+        per_word = seconds / max(n_words, 1)
+        if not MIN_SECONDS_PER_WORD <= per_word <= MAX_SECONDS_PER_WORD:
+            raise _Reject("implausible duration", per_word)
+    return seconds
+
+
+def _espeak_cmd(voice: Voice, out: Path) -> list[str]:
+    cmd = ["espeak-ng", "-b", "1", "-v", voice.voice, "-w", str(out)]
+    if voice.rate:
+        cmd += ["-s", str(voice.rate)]
+    if voice.pitch is not None:
+        cmd += ["-p", str(int(voice.pitch))]
+    return cmd
+
+
+def _flite_cmd(voice: Voice, text_file: Path, out: Path) -> list[str]:
+    cmd = ["flite", "-voice", voice.voice, "-f", str(text_file), "-o", str(out),
+           "--setf", f"duration_stretch={voice.stretch:g}"]
+    if voice.pitch is not None:
+        cmd += ["--setf", f"int_f0_target_mean={voice.pitch:g}"]
+    return cmd
+
+
+def _one_by_one(voice: Voice, items: Sequence[SynthItem], work: Path) -> dict[str, Path]:
+    """espeak-ng and flite: one process per utterance. Returns id -> raw wav."""
+    raws = {}
+    for i, it in enumerate(items):
+        raw = work / f"{i}.wav"
+        try:
+            if voice.engine == "espeak":
+                p = _run(_espeak_cmd(voice, raw), input=it.text.encode(voice.encoding), timeout=120)
+            else:
+                txt = work / f"{i}.txt"
+                txt.write_bytes(it.text.encode(voice.encoding))
+                p = _run(_flite_cmd(voice, txt, raw), timeout=120)
+        except (subprocess.TimeoutExpired, UnicodeEncodeError):
+            continue  # no raw audio: reported as an engine error
+        if p.returncode == 0:
+            raws[it.id] = raw
+    return raws
+
+
+def _festival_setup(voice: Voice) -> str:
+    lines = [f"(voice_{voice.voice})", f"(Parameter.set 'Duration_Stretch {voice.stretch:g})"]
+    if voice.voice.startswith("czech_"):
+        lines.append("(czech-rand)")  # its first call draws 100 numbers: do it before any srand
+    if voice.pitch is not None:
+        if voice.voice.startswith("czech_"):
+            lines.append(f"(set-car! (cdr (assq 'f0_mean int_general_params)) {voice.pitch:g})")
+        else:
+            lines.append(f"(set-car! (cdr (assq 'target_f0_mean int_lr_params)) {voice.pitch:g})")
+    return "\n".join(lines) + "\n"
+
+
+def _festival(voice: Voice, items: Sequence[SynthItem], work: Path, failed: dict[str, str]) -> dict[str, Path]:
+    """One festival process for the batch; after a crash, go on after the utterance at fault."""
+    raws: dict[str, Path] = {}
+    todo = []
+    for i, it in enumerate(items):
+        text = it.text.replace("\\", " ").replace('"', " ").strip()
+        try:
+            text.encode(voice.encoding)
+        except UnicodeEncodeError:
+            failed[it.id] = "unencodable text"
+            continue
+        if not any(ch.isalpha() for ch in text):
+            failed[it.id] = "empty text"  # festival crashes on an empty utterance
+            continue
+        todo.append((it.id, text, work / f"{i}.wav"))
+    stuck = 0
+    while todo:
+        script = [_festival_setup(voice)]
+        for uid, text, raw in todo:
+            seed = zlib.crc32(uid.encode()) % 100000  # the Czech voices randomize pauses
+            script.append(f'(srand {seed})\n(unwind-protect (utt.save.wave (utt.synth '
+                          f'(Utterance Text "{text}")) "{raw}" \'riff) nil)\n')
+        scm = work / "batch.scm"
+        scm.write_bytes("".join(script).encode(voice.encoding))
+        try:
+            p = _run(["festival", "-b", str(scm)], timeout=60 + 10 * len(todo))
+            ok = p.returncode == 0
+            err = p.stderr.decode(voice.encoding, "replace").strip() or f"exit status {p.returncode}"
+        except subprocess.TimeoutExpired:
+            ok, err = False, "timeout"
+        rest = []
+        for uid, text, raw in todo:
+            if raw.exists():
+                raws[uid] = raw
+            elif ok:
+                failed[uid] = "no audio"
+            else:
+                rest.append((uid, text, raw))
+        if not rest:
+            break
+        log.warning(f"festival ({voice.speaker}) failed at {rest[0][0]}: {err[-300:]}")
+        stuck = stuck + 1 if len(rest) == len(todo) else 0
+        if stuck >= 2:  # nothing comes out: the voice itself is broken
+            failed.update((uid, "engine error") for uid, _, _ in rest)
+            break
+        failed[rest[0][0]] = "engine error"  # the first missing one made festival fail
+        todo = rest[1:]
+    return raws
+
+
+def synthesize_batch(voice: Voice, items: Sequence[SynthItem]) -> BatchResult:
+    """Synthesize `items` with one voice; write each as a 16 kHz wav (atomically).
+
+    Failed or empty outputs are reported in `result.failed` (id -> reason), not raised.
+    Raises GraftError when the median seconds per word of the batch (3 or more utterances)
+    is implausible: the engine reads the text in a wrong encoding or the voice is broken.
+    """
+    t0 = time.perf_counter()
+    result = BatchResult()
+    with tempfile.TemporaryDirectory(prefix="graft-tts-") as tmp:
+        work = Path(tmp)
+        if voice.engine == "festival":
+            raws = _festival(voice, items, work, result.failed)
+        elif voice.engine in ("espeak", "flite"):
+            raws = _one_by_one(voice, items, work)
+        else:
+            raise GraftError(f"unknown TTS engine {voice.engine!r} for {voice.speaker}")
+        per_word = []
+        for it in items:
+            if it.id in result.failed:
+                continue
+            n_words = len(_WORD.findall(it.text))
+            try:
+                if it.id not in raws:
+                    raise _Reject("engine error")
+                result.seconds[it.id] = _commit(raws[it.id], it.path, n_words, voice.gain_db)
+                per_word.append(result.seconds[it.id] / max(n_words, 1))
+            except _Reject as e:
+                result.failed[it.id] = str(e)
+                if e.per_word is not None:
+                    per_word.append(e.per_word)
+    if len(per_word) >= 3:
+        median = statistics.median(per_word)
+        if not VOICE_SECONDS_PER_WORD[0] <= median <= VOICE_SECONDS_PER_WORD[1]:
+            for uid in result.seconds:  # do not leave audio of a broken voice behind
+                next(it.path for it in items if it.id == uid).unlink(missing_ok=True)
+            raise GraftError(
+                f"{voice.engine} voice {voice.voice} ({voice.speaker}) speaks {median:.2f} s per word "
+                f"(median of {len(per_word)}; expected {VOICE_SECONDS_PER_WORD[0]}-{VOICE_SECONDS_PER_WORD[1]}): "
+                f"wrong text encoding ({voice.encoding}) for the engine, or a broken voice?")
+    result.wall_seconds = time.perf_counter() - t0
+    return result
+
+
+def seconds_per_word(seconds: Sequence[float], words: Sequence[int]) -> float:
+    """Median seconds per word over utterances (0 if none): the per-voice sanity figure."""
+    vals = [s / max(w, 1) for s, w in zip(seconds, words)]
+    return statistics.median(vals) if vals else 0.0

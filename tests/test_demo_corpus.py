@@ -1,0 +1,129 @@
+"""Tests of local/demo.py synthesize: a tiny real corpus, disjoint splits, determinism, resume.
+
+Usage: .venv/bin/python -m pytest -q tests/test_demo_corpus.py
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from graft.data.text import normalize
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "local" / "demo.py"
+TINY = ["--en-train-minutes", "0.5", "--en-dev-minutes", "0.3", "--en-test-minutes", "0.3",
+        "--cs-train-minutes", "0.5", "--cs-dev-minutes", "0.3", "--cs-test-minutes", "0.3"]
+HEADER = ["id", "audio", "text", "speaker", "language", "split"]
+
+
+def _load_demo():
+    name = "graft_local_demo"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, DEMO)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # the worker processes find _work by this name
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _rows(lang_dir: Path) -> list[dict]:
+    with open(lang_dir / "transcripts.tsv", encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader)
+        assert header == HEADER
+        return [dict(zip(header, r)) for r in reader]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "corpus"
+    _load_demo().main(["synthesize", "--out-dir", str(out), "--seed", "0", "--jobs", "2", *TINY])
+    return out
+
+
+@pytest.mark.parametrize("lang", ["en", "cs"])
+def test_folder_corpus(corpus, lang):
+    lang_dir = corpus / lang
+    rows = _rows(lang_dir)
+    report = json.loads((lang_dir / "report.json").read_text(encoding="utf-8"))
+    ids = [r["id"] for r in rows]
+    assert len(set(ids)) == len(ids)
+    by_split: dict[str, set[str]] = {"train": set(), "dev": set(), "test": set()}
+    for r in rows:
+        assert r["language"] == lang and r["split"] in by_split
+        assert re.fullmatch(rf"{lang}-(espeak|flite|festival)-[a-z0-9]+-s\d+", r["speaker"])
+        assert re.fullmatch(rf"{re.escape(r['speaker'])}-\d{{5}}", r["id"])
+        assert r["audio"] == f"wav/{r['id']}.wav"
+        assert normalize(r["text"], lang) == r["text"]
+        info = sf.info(str(lang_dir / r["audio"]))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        by_split[r["split"]].add(r["text"])
+    # disjoint splits, and LM text disjoint from all of them
+    assert not (by_split["train"] & by_split["dev"] or by_split["train"] & by_split["test"]
+                or by_split["dev"] & by_split["test"])
+    lm = set((lang_dir / "lm_text.txt").read_text(encoding="utf-8").splitlines())
+    assert len(lm) > 1000 and not lm & set().union(*by_split.values())
+    # no stray files: every wav is in the transcripts
+    assert sorted(p.name for p in (lang_dir / "wav").iterdir()) == sorted(f"{i}.wav" for i in ids)
+    # report
+    for split, minutes in report["target_minutes"].items():
+        assert report["hours"][split] * 60 >= minutes
+        assert report["utterances"][split] == len([r for r in rows if r["split"] == split])
+    assert report["total_utterances"] == len(rows)
+    assert sum(s["utterances"] for s in report["speakers"].values()) == len(rows)
+    assert len(report["speakers"]) >= 6
+    assert {"utterances", "sentences"} <= set(report["skipped"])
+    assert report["generation_seconds"] > 0
+
+
+def test_deterministic_for_a_seed(corpus, tmp_path):
+    other = tmp_path / "corpus"
+    _load_demo().main(["synthesize", "--out-dir", str(other), "--seed", "0", "--jobs", "1", *TINY])
+    for lang in ("en", "cs"):
+        assert _rows(other / lang) == _rows(corpus / lang)
+        assert (other / lang / "lm_text.txt").read_text() == (corpus / lang / "lm_text.txt").read_text()
+
+
+def test_seeds_give_other_disjoint_pools():
+    demo = _load_demo()
+    sentences = list(demo._sentences("cs")[0])
+    voices = demo.voices_for("cs")
+    minutes = {"train": 2, "dev": 1, "test": 1}
+    a = demo.plan_language("cs", sentences, minutes, 0, voices)
+    b = demo.plan_language("cs", sentences, minutes, 1, voices)
+    assert [c.id for c in a["dev"]] != [c.id for c in b["dev"]]
+    texts = {split: {c.sentence.text for c in pool} for split, pool in a.items()}
+    assert not (texts["train"] & texts["dev"] or texts["train"] & texts["test"] or texts["dev"] & texts["test"])
+
+
+def test_resume_after_deleting_wavs(corpus):
+    lang_dir = corpus / "cs"
+    before = _rows(lang_dir)
+    wavs = sorted((lang_dir / "wav").iterdir())
+    deleted = wavs[:3]
+    kept = {p: p.stat().st_mtime_ns for p in wavs[3:]}
+    for p in deleted:
+        p.unlink()
+    (lang_dir / "wav" / ".tmp-999-partial.wav").write_bytes(b"RIFF")  # a killed run's leftover
+    _load_demo().main(["synthesize", "--out-dir", str(corpus), "--seed", "0", "--jobs", "2", *TINY])
+    assert _rows(lang_dir) == before
+    assert all(p.exists() for p in deleted)
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # finished wavs were not redone
+    assert not list((lang_dir / "wav").glob(".tmp-*"))
+    report = json.loads((lang_dir / "report.json").read_text(encoding="utf-8"))
+    assert report["resumed_utterances"] >= len(before) - 3
+    assert report["synthesized_utterances"] == 3
+
+
+def test_cli_error_is_one_line():
+    p = subprocess.run([sys.executable, str(DEMO), "synthesize", "--jobs", "0"], capture_output=True, text=True)
+    assert p.returncode == 1
+    assert p.stderr.strip() == "ERROR: --jobs must be >= 1, got 0"
