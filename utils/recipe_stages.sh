@@ -43,13 +43,24 @@ lang_stage() {
       --out-dir data/lang/${lang}_bpe${vocab_size}
 }
 
+# The launcher of training steps: plain python, or DDP with $train_nproc processes (gloo on
+# CPU: 2 processes of 1 thread train ~1.75x faster than 1 process of 2 threads on 2 cores).
+train_launcher() {
+  if [ "${train_nproc:-1}" -gt 1 ]; then
+    echo "torchrun --standalone --nproc_per_node $train_nproc"
+  else
+    echo python
+  fi
+}
+
 # train_stage LANG EXP_DIR [SPLIT [extra steps/train.py options]]: train a transducer on LANG's
-# cuts_SPLIT (default train) (variables: model_conf, num_epochs, max_duration, train_opts).
+# cuts_SPLIT (default train) (variables: model_conf, num_epochs, max_duration, train_opts,
+# train_nproc).
 train_stage() {
   local lang=$1 exp=$2 split=${3:-train}
   shift 2; [ $# -gt 0 ] && shift
   step "stage4_train_$(basename $exp)" "$exp/epoch-$num_epochs.pt" \
-    python $GRAFT_ROOT/steps/train.py --cuts-train data/fbank/$lang/cuts_$split.jsonl.gz \
+    $(train_launcher) $GRAFT_ROOT/steps/train.py --cuts-train data/fbank/$lang/cuts_$split.jsonl.gz \
       --cuts-dev data/fbank/$lang/cuts_dev.jsonl.gz --lang-dir data/lang/${lang}_bpe${vocab_size} \
       --exp-dir $exp --model-conf $model_conf --num-epochs $num_epochs \
       --max-duration $max_duration ${train_opts:-} "$@"
@@ -62,7 +73,7 @@ transfer_stage() {
   local src=$1 lang=$2 exp=$3 cuts=$4 preset=$5
   shift 5
   step "stage5_transfer_$(basename $exp)" "$exp/epoch-$num_epochs.pt" \
-    python $GRAFT_ROOT/steps/transfer.py --source-exp $src \
+    $(train_launcher) $GRAFT_ROOT/steps/transfer.py --source-exp $src \
       --source-lang-dir data/lang/${src_lang}_bpe${vocab_size} --transfer-conf $preset \
       --cuts-train $cuts --cuts-dev data/fbank/$lang/cuts_dev.jsonl.gz \
       --lang-dir data/lang/${lang}_bpe${vocab_size} --exp-dir $exp \

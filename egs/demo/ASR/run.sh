@@ -39,14 +39,16 @@ train_subsets_cs="15 30 60" # nested Czech train subsets (minutes) besides "all"
 vocab_size=500              # BPE vocabulary size (each language)
 lm_order=3                  # n-gram order of the word LM
 model_conf=small            # model preset (conf/model/*.yaml)
-max_duration=200            # seconds of audio per batch
-train_opts="--ctc-weight 0.2" # more steps/train.py options (CTC head for HLG decoding)
-en_num_epochs=6             # English source model epochs
-cs_audio_minutes=150        # Czech training budget per model: minutes of audio seen
+max_duration=60             # seconds of audio per batch (per process): ~150 steps per English epoch
+train_nproc=1               # training processes (>1: DDP via torchrun, one thread each)
+train_opts="--ctc-weight 0.2 --warm-steps 150 --lr-steps 600 --lr-epochs 4" # schedule for ~1000 steps; CTC head for HLG
+en_num_epochs=7             # English source model epochs
+cs_audio_minutes=120        # Czech training budget per model: minutes of audio seen
 cs_sizes="15m 30m 60m all"  # Czech train sizes (cuts_train_<size>, "all" = cuts_train)
 transfer_preset=encoder_decoder # conf/transfer preset of the main comparison
 ablation_presets="encoder encoder_decoder_noshared encoder_frozen encoder_l2sp" # at the smallest size
 decode_methods="greedy beam ctc-hlg" # decoding methods (stage 6)
+ablation_decode_methods="greedy beam" # decoding methods of the ablation models
 decode_avg=2                # average the last N epochs for decoding
 lm_weights="0.0 0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 1.0 1.1 1.2 1.3 1.4 1.5" # LM weight sweep
 word_ins_penalties="0.0 0.5 1.0" # word insertion penalties swept with the LM weights
@@ -114,7 +116,8 @@ fi
 if stage_in 6; then
   for m in $(models); do
     IFS="|" read -r exp lang group mins <<< "$m"
-    decode_epoch=$(model_epochs $exp) decode_stage $exp $lang
+    methods=$decode_methods; [ $group = ablation ] && methods=$ablation_decode_methods
+    decode_methods=$methods decode_epoch=$(model_epochs $exp) decode_stage $exp $lang
   done
 fi
 
@@ -124,7 +127,8 @@ if stage_in 7; then
     IFS="|" read -r exp lang group mins <<< "$m"
     decode_epoch=$(model_epochs $exp)
     [ -d $exp/decode_epoch${decode_epoch}_avg${decode_avg} ] || { log "not decoded yet: $exp"; continue; }
-    decode_epoch=$decode_epoch score_stage $exp $lang
+    methods=$decode_methods; [ $group = ablation ] && methods=$ablation_decode_methods
+    decode_methods=$methods decode_epoch=$decode_epoch score_stage $exp $lang
     report_args+=(--experiment "$(basename $exp)|$group|$mins|$exp/decode_epoch${decode_epoch}_avg${decode_avg}")
   done
   step "stage7_results" "" python $GRAFT_ROOT/steps/report.py --out RESULTS.md \

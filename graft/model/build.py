@@ -1,0 +1,124 @@
+"""Build a Transducer from a model conf (a preset in conf/model/ or a yaml file).
+
+Usage:
+    conf = load_model_conf("small")                  # conf/model/small.yaml, defaults filled in
+    conf = load_model_conf("exp/my_model.yaml")      # any yaml path
+    model = build_model(conf, vocab_size=500, blank_id=0)
+
+Conf keys (all optional; DEFAULTS below):
+    feature_dim         input fbank dimension (80)
+    subsampling_factor  4, 6 or 8: 100 Hz frames -> 25, 16.7 or 12.5 Hz encoder frames
+    embed_channels      channels of the front end's Conv2d layers
+    encoder_dim         Conformer model dimension
+    num_layers          number of Conformer blocks (encoder.layers.0 .. N-1)
+    num_heads           attention heads (must divide encoder_dim)
+    ff_dim              hidden size of the two macaron feed-forward modules
+    conv_kernel         depthwise conv kernel over encoder frames (odd)
+    pos_enc             "rel" (relative-position attention) or "abs" (sinusoids added once)
+    dropout             dropout inside the encoder
+    decoder_dim         stateless decoder embedding dimension
+    context_size        tokens of left context the decoder sees (2 = bigram-like)
+    joiner_dim          joiner hidden dimension
+    ctc_dropout         dropout before the CTC head's Linear
+    name, description   free text, ignored
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from graft.model.decoder import StatelessDecoder
+from graft.model.encoder import ConformerEncoder
+from graft.model.joiner import Joiner
+from graft.model.subsampling import SUBSAMPLING_FACTORS
+from graft.model.transducer import Transducer
+from graft.utils.errors import GraftError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "model"
+
+DEFAULTS: dict[str, Any] = {
+    "feature_dim": 80,
+    "subsampling_factor": 4,
+    "embed_channels": 32,
+    "encoder_dim": 144,
+    "num_layers": 6,
+    "num_heads": 4,
+    "ff_dim": 576,
+    "conv_kernel": 15,
+    "pos_enc": "rel",
+    "dropout": 0.1,
+    "decoder_dim": 256,
+    "context_size": 2,
+    "joiner_dim": 256,
+    "ctc_dropout": 0.1,
+    "input_norm": "utterance",   # "utterance": per-utterance mean/variance normalization; "none"
+}
+_FREE_TEXT = ("name", "description")
+
+
+def presets() -> list[str]:
+    """Names of the presets in conf/model/."""
+    return sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+
+
+def _check(conf: dict[str, Any], source: str) -> dict[str, Any]:
+    unknown = sorted(set(conf) - set(DEFAULTS) - set(_FREE_TEXT))
+    if unknown:
+        raise GraftError(f"{source}: unknown model conf keys {unknown}; known: {sorted(DEFAULTS)}")
+    full = {**DEFAULTS, **conf}
+    if full["subsampling_factor"] not in SUBSAMPLING_FACTORS:
+        raise GraftError(f"{source}: subsampling_factor must be one of {SUBSAMPLING_FACTORS}, "
+                         f"got {full['subsampling_factor']}")
+    if full["encoder_dim"] % full["num_heads"] or full["encoder_dim"] % 2:
+        raise GraftError(f"{source}: encoder_dim {full['encoder_dim']} must be even and "
+                         f"divisible by num_heads {full['num_heads']}")
+    if full["conv_kernel"] % 2 != 1:
+        raise GraftError(f"{source}: conv_kernel must be odd, got {full['conv_kernel']}")
+    if full["pos_enc"] not in ("rel", "abs"):
+        raise GraftError(f"{source}: pos_enc must be 'rel' or 'abs', got {full['pos_enc']!r}")
+    if full["input_norm"] not in ("utterance", "none"):
+        raise GraftError(f"{source}: input_norm must be 'utterance' or 'none', got {full['input_norm']!r}")
+    if full["context_size"] < 1:
+        raise GraftError(f"{source}: context_size must be >= 1, got {full['context_size']}")
+    return full
+
+
+def load_model_conf(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """A preset name ("tiny", "small", ...) or a yaml path -> the full conf (defaults filled in)."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        path = CONF_DIR / f"{text}.yaml"
+        if not path.exists():
+            raise GraftError(f"unknown model preset {text!r} (no {path}); presets: {presets()}")
+    if not path.exists():
+        raise GraftError(f"model conf {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        conf = yaml.safe_load(f) or {}
+    if not isinstance(conf, dict):
+        raise GraftError(f"{path}: a model conf must be a mapping of keys to values")
+    return _check(conf, str(path))
+
+
+def build_model(conf: dict[str, Any], vocab_size: int, blank_id: int = 0) -> Transducer:
+    """A freshly initialised Transducer for `conf` (missing keys take DEFAULTS)."""
+    c = _check(dict(conf), "model conf")
+    encoder = ConformerEncoder(
+        feature_dim=c["feature_dim"], dim=c["encoder_dim"], num_layers=c["num_layers"],
+        num_heads=c["num_heads"], ff_dim=c["ff_dim"], conv_kernel=c["conv_kernel"],
+        subsampling_factor=c["subsampling_factor"], embed_channels=c["embed_channels"],
+        dropout=c["dropout"], pos_enc=c["pos_enc"], input_norm=c["input_norm"])
+    decoder = StatelessDecoder(vocab_size, c["decoder_dim"], blank_id, c["context_size"])
+    joiner = Joiner(c["encoder_dim"], c["decoder_dim"], c["joiner_dim"], vocab_size)
+    return Transducer(encoder, decoder, joiner, vocab_size, blank_id, c["ctc_dropout"])
+
+
+def count_parameters(model: Transducer) -> dict[str, int]:
+    """Parameter counts: total and per top-level module."""
+    counts = {name: sum(p.numel() for p in module.parameters())
+              for name, module in model.named_children()}
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return counts

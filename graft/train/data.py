@@ -1,0 +1,281 @@
+"""Training data: lang dir, cut loading and filtering, speed perturbation, the batch dataset,
+and the samplers/loaders.
+
+Usage:
+    lang = load_lang("data/lang/en_bpe500")                         # stage 3 output
+    cuts = load_cuts("data/fbank/en/cuts_train.jsonl.gz", "training")  # stage 2 output
+    cuts = add_speed_perturbed(cuts)                                  # optional, see below
+    cuts, report = filter_cuts(cuts, lang, encoder_frames=lambda t: (t - 7) // 4)
+    dataset = AsrDataset(lang, spec_augment=SpecAugment())
+    sampler = make_train_sampler(cuts, max_duration=200, seed=0, world_size=1, rank=0)
+    loader = make_loader(dataset, sampler, num_workers=0, seed=0, epoch=0, skip_batches=0)
+    for batch in loader: batch["features"], batch["feature_lens"], batch["tokens"], ...
+
+Speed perturbation (choice): the stage-2 features are computed once, on unperturbed audio, so
+`add_speed_perturbed` adds a 0.9x and a 1.1x copy of every cut (ids `<id>_sp0.9`, `<id>_sp1.1`,
+three times the data per epoch as in the usual Kaldi recipe) whose features are *not*
+precomputed: `AsrDataset` computes them on the fly, from the perturbed audio, with stage 2's
+own extractor (graft.data.features.make_extractor), so both kinds of cuts match. This needs
+the cuts' recordings (audio files) readable at training time, and costs about 1-2 ms of CPU
+per second of audio (use --num-workers to move it off the training process).
+
+Filtering: a cut is dropped (and counted by reason) when it has no supervision or no tokens,
+is shorter/longer than the duration limits, or has fewer encoder frames (after subsampling)
+than its tokens need: U for the transducer, U plus the number of repeated adjacent tokens
+when the CTC loss is on.
+"""
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from lhotse import CutSet, Fbank
+from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler, SpecAugment
+from lhotse.utils import LOG_EPSILON
+
+from graft.data.features import make_extractor
+from graft.utils.errors import GraftError, MissingStageError, require_file
+from graft.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+SPEED_FACTORS = (0.9, 1.1)
+
+
+@dataclass
+class Lang:
+    """The BPE side of a lang dir: token ids are sentencepiece ids, `<blk>` is blank."""
+
+    lang_dir: Path
+    vocab_size: int
+    blank_id: int
+    sp: Any = field(repr=False)
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.encode(texts, out_type=int)
+
+    def info(self) -> dict[str, Any]:
+        return {"lang_dir": str(self.lang_dir), "vocab_size": self.vocab_size, "blank_id": self.blank_id}
+
+
+def load_lang(lang_dir: str | Path) -> Lang:
+    """Read bpe.model and tokens.txt (vocab size = lines of tokens.txt); stage 3 writes them."""
+    import sentencepiece as spm
+
+    lang_dir = Path(lang_dir)
+    if not lang_dir.is_dir():
+        raise MissingStageError(f"missing lang dir {lang_dir} (written by stage 3: run ./run.sh --stage 3)")
+    bpe = require_file(lang_dir / "bpe.model", stage=3, what="BPE model")
+    tokens_txt = require_file(lang_dir / "tokens.txt", stage=3, what="token list")
+    tokens = [line.split() for line in tokens_txt.read_text(encoding="utf-8").splitlines() if line.strip()]
+    vocab_size = len(tokens)
+    blank = [int(t[1]) for t in tokens if len(t) == 2 and t[0] == "<blk>"]
+    blank_id = blank[0] if blank else 0
+    lang_json = lang_dir / "lang.json"
+    if lang_json.exists():
+        meta = json.loads(lang_json.read_text(encoding="utf-8"))
+        if int(meta.get("vocab_size", vocab_size)) != vocab_size:
+            raise GraftError(f"{lang_json} says vocab_size {meta['vocab_size']} but {tokens_txt} "
+                             f"has {vocab_size} lines: re-run stage 3")
+        blank_id = int(meta.get("blank_id", blank_id))
+    sp = spm.SentencePieceProcessor(model_file=str(bpe))
+    if sp.get_piece_size() != vocab_size:
+        raise GraftError(f"{bpe} has {sp.get_piece_size()} pieces but {tokens_txt} has "
+                         f"{vocab_size} lines: the lang dir is inconsistent, re-run stage 3")
+    if blank_id != 0:
+        raise GraftError(f"{tokens_txt}: <blk> must be id 0 (found {blank_id})")
+    return Lang(lang_dir, vocab_size, blank_id, sp)
+
+
+def load_cuts(path: str | Path, what: str = "training") -> CutSet:
+    """Read a features cut manifest written by stage 2 (eagerly: filtering counts every cut)."""
+    path = require_file(path, stage=2, what=f"{what} features manifest")
+    cuts = CutSet.from_file(path).to_eager()
+    if len(cuts) and not next(iter(cuts)).has_features:
+        raise GraftError(f"{path} has no features: pass the stage-2 cuts (data/fbank/...), not stage-1 manifests")
+    return cuts
+
+
+def add_speed_perturbed(cuts: CutSet, factors: tuple[float, ...] = SPEED_FACTORS) -> CutSet:
+    """`cuts` plus one copy per factor, speed-perturbed (features dropped: computed on the fly)."""
+    first = next(iter(cuts), None)
+    if first is None:
+        return cuts
+    if not first.has_recording:
+        raise GraftError("speed perturbation needs the cuts' recordings, but the training cuts have none")
+    missing = [s for s in first.recording.sources if s.type == "file" and not Path(s.source).exists()]
+    if missing:
+        raise GraftError(f"speed perturbation needs the audio, missing {missing[0].source}")
+    out = list(cuts)
+    for factor in factors:
+        out.extend(c.drop_features().perturb_speed(factor) for c in cuts)
+    return CutSet.from_cuts(out)
+
+
+def _ctc_repeats(tokens: list[int]) -> int:
+    return sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
+
+
+@dataclass
+class FilterReport:
+    """Cuts kept and dropped (by reason) by `filter_cuts`."""
+
+    kept: int = 0
+    kept_seconds: float = 0.0
+    dropped: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k}: {v} (e.g. {self.examples[k]})" for k, v in sorted(self.dropped.items()))
+        return (f"kept {self.kept} cuts ({self.kept_seconds / 3600:.2f} h); "
+                f"dropped {sum(self.dropped.values())}" + (f" [{parts}]" if parts else ""))
+
+
+def cut_text(cut) -> str:
+    return " ".join(s.text for s in cut.supervisions if s.text).strip()
+
+
+def cut_num_frames(cut) -> int:
+    """Feature frames of a cut (10 ms frame shift when the features are computed on the fly)."""
+    if cut.has_features:
+        return int(cut.num_frames)
+    return int(round(cut.duration * 100))
+
+
+def filter_cuts(cuts: CutSet, lang: Lang, encoder_frames: Callable[[int], int],
+                min_duration: float = 0.0, max_duration: float = float("inf"),
+                ctc: bool = False) -> tuple[CutSet, FilterReport]:
+    """Drop unusable cuts (see the module docstring); returns the kept cuts and the counts."""
+    report = FilterReport()
+    kept = []
+    cut_list = list(cuts)
+    texts = [cut_text(c) for c in cut_list]
+    token_lists = lang.encode(texts)
+    for cut, text, tokens in zip(cut_list, texts, token_lists):
+        reason = None
+        if not cut.supervisions:
+            reason = "no_supervision"
+        elif not tokens:
+            reason = "empty_text"
+        elif cut.duration < min_duration:
+            reason = "shorter_than_min_duration"
+        elif cut.duration > max_duration:
+            reason = "longer_than_max_duration"
+        else:
+            need = len(tokens) + (_ctc_repeats(tokens) if ctc else 0)
+            if encoder_frames(cut_num_frames(cut)) < max(need, 1):
+                reason = "too_short_for_tokens"
+        if reason:
+            report.dropped[reason] += 1
+            report.examples.setdefault(reason, cut.id)
+        else:
+            kept.append(cut)
+            report.kept += 1
+            report.kept_seconds += cut.duration
+    return CutSet.from_cuts(kept), report
+
+
+class AsrDataset(torch.utils.data.Dataset):
+    """Map a CutSet batch to padded features, lengths and token id lists.
+
+    Returns {"features": (N, T, F) float32 padded with log(eps), "feature_lens": (N,) int64,
+    "tokens": list of N token id lists, "cut_ids": list[str], "duration": audio seconds}.
+    Cuts are sorted by length, longest first. Cuts without precomputed features (speed
+    perturbed copies) get features on the fly from `fbank` (default: stage 2's extractor,
+    graft.data.features.make_extractor, so both kinds match).
+    """
+
+    def __init__(self, lang: Lang, spec_augment: SpecAugment | None = None,
+                 fbank: Fbank | None = None) -> None:
+        self.lang = lang
+        self.spec_augment = spec_augment
+        self.fbank = fbank or make_extractor()
+
+    def _features(self, cut) -> np.ndarray:
+        if cut.has_features:
+            return cut.load_features()
+        return self.fbank.extract(cut.load_audio(), cut.sampling_rate)
+
+    def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
+        cut_list = sorted(cuts, key=lambda c: c.duration, reverse=True)
+        feats = [torch.from_numpy(np.asarray(self._features(c), dtype=np.float32)) for c in cut_list]
+        lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.int64)
+        dim = feats[0].shape[1]
+        batch = torch.full((len(feats), int(lens.max()), dim), LOG_EPSILON, dtype=torch.float32)
+        for i, f in enumerate(feats):
+            batch[i, : f.shape[0]] = f
+        if self.spec_augment is not None:
+            segments = torch.stack([torch.arange(len(feats)), torch.zeros(len(feats), dtype=torch.int64), lens],
+                                   dim=1).to(torch.int32)
+            batch = self.spec_augment(batch, segments)
+        tokens = self.lang.encode([cut_text(c) for c in cut_list])
+        return {"features": batch, "feature_lens": lens, "tokens": tokens,
+                "cut_ids": [c.id for c in cut_list], "duration": float(sum(c.duration for c in cut_list))}
+
+
+def make_train_sampler(cuts: CutSet, max_duration: float, seed: int, world_size: int, rank: int,
+                       num_buckets: int = 10) -> DynamicBucketingSampler:
+    """Shuffled duration-bucketed batches; each rank gets its own share (same count per rank)."""
+    buckets = max(2, min(num_buckets, len(cuts) // 4))     # lhotse needs >= 2
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
+        return DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=True, num_buckets=buckets,
+                                       seed=seed, world_size=world_size, rank=rank, drop_last=False)
+
+
+def make_dev_sampler(cuts: CutSet, max_duration: float, world_size: int, rank: int) -> SimpleCutSampler:
+    """Unshuffled batches for the validation loss, split across ranks."""
+    return SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False, world_size=world_size, rank=rank)
+
+
+class SkipBatches(torch.utils.data.Sampler):
+    """Iterate `sampler`, dropping its first `skip` batches once (resuming inside an epoch).
+
+    The lhotse samplers are deterministic given (seed, epoch), so skipping the batches already
+    trained on puts the data order exactly where the interrupted run left it, whatever the
+    DataLoader prefetched.
+    """
+
+    def __init__(self, sampler, skip: int = 0) -> None:
+        self.sampler = sampler
+        self.skip = skip
+
+    def __iter__(self):
+        # lhotse samplers are their own iterators and restart on iter(): use next() only.
+        it = iter(self.sampler)
+        skip, self.skip = self.skip, 0
+        for _ in range(skip):
+            if next(it, None) is None:
+                return
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            yield batch
+
+
+def make_loader(dataset: AsrDataset, sampler, num_workers: int = 0, seed: int = 0, epoch: int = 0,
+                skip_batches: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader over CutSet batches that does not touch the global torch RNG."""
+    gen = torch.Generator()
+    gen.manual_seed(seed * 100003 + epoch)
+    return torch.utils.data.DataLoader(
+        dataset, sampler=SkipBatches(sampler, skip_batches), batch_size=None,
+        num_workers=num_workers, persistent_workers=False, generator=gen,
+        worker_init_fn=_seed_worker if num_workers > 0 else None,
+    )
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.set_num_threads(1)

@@ -1,0 +1,218 @@
+"""Training options: defaults from conf/train.yaml, overridden by a recipe yaml and the CLI.
+
+Usage:
+    conf = load_train_conf(cuts_train="data/fbank/en/cuts_train.jsonl.gz", lang_dir=...,
+                           exp_dir="exp/en_small")          # library use
+    conf = parse_train_args(sys.argv[1:])                     # steps/train.py
+
+conf/train.yaml is the one place defaults live: `TrainConfig` has no defaults of its own, and
+every yaml key must be a field (and the reverse), so the two cannot drift apart silently.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from graft.utils.errors import GraftError
+
+DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf" / "train.yaml"
+REQUIRED = ("cuts_train", "lang_dir", "exp_dir")
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; see conf/train.yaml for the meaning and the default of each."""
+
+    cuts_train: str | None
+    cuts_dev: str | None
+    lang_dir: str | None
+    exp_dir: str | None
+    model_conf: str
+    num_epochs: int
+    max_duration: float
+    max_minutes: float | None
+    base_lr: float
+    weight_decay: float
+    warm_steps: int
+    lr_steps: int
+    lr_epochs: float
+    clip_grad_norm: float
+    prune_range: int
+    am_scale: float
+    lm_scale: float
+    simple_loss_scale: float
+    ctc_weight: float
+    spec_augment: bool
+    speed_perturb: bool
+    min_cut_duration: float
+    max_cut_duration: float
+    num_buckets: int
+    num_workers: int
+    save_every_n: int
+    keep_last_k: int
+    average_period: int
+    seed: int
+    log_interval: int
+    device: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# One-line help of each option (the defaults and longer notes are in conf/train.yaml).
+HELP: dict[str, str] = {
+    "cuts_train": "training cuts with fbank features (stage 2), e.g. data/fbank/en/cuts_train.jsonl.gz",
+    "cuts_dev": "dev cuts: the validation loss is computed on them after each epoch",
+    "lang_dir": "BPE lang dir (stage 3) with bpe.model and tokens.txt, e.g. data/lang/en_bpe500",
+    "exp_dir": "experiment dir: checkpoints, log/, tensorboard/, params.json, loss.png",
+    "model_conf": "model preset of conf/model/*.yaml (tiny, small, ...) or a yaml path",
+    "num_epochs": "number of epochs",
+    "max_duration": "seconds of audio per batch (per process)",
+    "max_minutes": "wall-clock budget in minutes: stop cleanly with a checkpoint; run again to continue",
+    "base_lr": "peak learning rate of AdamW",
+    "weight_decay": "AdamW weight decay (not applied to biases and norms)",
+    "warm_steps": "batches of linear LR warm-up and of pruned-loss warm-up",
+    "lr_steps": "batch scale of the LR decay",
+    "lr_epochs": "epoch scale of the LR decay",
+    "clip_grad_norm": "gradient clipping: max global norm",
+    "prune_range": "pruned RNN-T prune range",
+    "am_scale": "acoustic scale of the pruned RNN-T simple loss",
+    "lm_scale": "LM scale of the pruned RNN-T simple loss",
+    "simple_loss_scale": "final weight of the simple loss (1.0 before warm-up ends)",
+    "ctc_weight": "weight of the auxiliary CTC loss (0 disables it)",
+    "spec_augment": "apply SpecAugment to training batches (true/false)",
+    "speed_perturb": "add 0.9x/1.1x speed copies of training cuts, fbank on the fly (true/false)",
+    "min_cut_duration": "drop training cuts shorter than this (seconds)",
+    "max_cut_duration": "drop training cuts longer than this (seconds)",
+    "num_buckets": "duration buckets of the DynamicBucketingSampler",
+    "num_workers": "DataLoader workers (0: load batches in the training process)",
+    "save_every_n": "write checkpoint-<step>.pt every N batches (0: epoch checkpoints only)",
+    "keep_last_k": "keep the last K checkpoint-<step>.pt files",
+    "average_period": "batches between updates of the running model average",
+    "seed": "random seed (model init, sampler shuffling, augmentation)",
+    "log_interval": "batches between progress lines and tensorboard points",
+    "device": "auto, cpu or cuda (torchrun: cuda:<local rank>)",
+}
+
+
+def str2bool(value: str | bool) -> bool:
+    """Parse true/false, yes/no, 1/0 (argparse type)."""
+    if isinstance(value, bool):
+        return value
+    v = value.strip().lower()
+    if v in ("true", "yes", "1", "on"):
+        return True
+    if v in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _field_types() -> dict[str, str]:
+    return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+
+
+def _converter(type_name: str):
+    base = type_name.replace(" | None", "")
+    conv = {"str": str, "int": int, "float": float, "bool": str2bool}[base]
+    if "None" in type_name:
+        def optional(value):
+            if isinstance(value, str) and value.strip().lower() in ("none", "null", ""):
+                return None
+            return conv(value)
+        return optional
+    return conv
+
+
+def read_yaml_conf(path: str | Path) -> dict[str, Any]:
+    """Read a training yaml; unknown keys are an error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise GraftError(f"missing training config {path}")
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise GraftError(f"{path}: expected a mapping of option: value")
+    unknown = sorted(set(data) - set(_field_types()))
+    if unknown:
+        raise GraftError(f"{path}: unknown training options {unknown}")
+    return data
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    types = _field_types()
+    out = {}
+    for k, v in values.items():
+        try:
+            out[k] = None if v is None else _converter(types[k])(v)
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            raise GraftError(f"training option {k}: {e}") from None
+    return out
+
+
+def load_train_conf(config: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """conf/train.yaml, then `config` (a yaml with a subset of keys), then keyword overrides."""
+    values = read_yaml_conf(DEFAULT_CONF)
+    missing = sorted(set(_field_types()) - set(values))
+    if missing:
+        raise GraftError(f"{DEFAULT_CONF} lacks training options {missing}")
+    if config is not None:
+        values.update(read_yaml_conf(config))
+    unknown = sorted(set(overrides) - set(_field_types()))
+    if unknown:
+        raise GraftError(f"unknown training options {unknown}")
+    values.update(overrides)
+    return TrainConfig(**_coerce(values))
+
+
+def build_parser(defaults: dict[str, Any]) -> argparse.ArgumentParser:
+    """The steps/train.py parser: one --option per TrainConfig field, defaults from yaml."""
+    p = argparse.ArgumentParser(
+        prog="steps/train.py",
+        description=(
+            "Train a pruned RNN-T transducer (graft.model) on lhotse fbank cuts. Resumes from the "
+            "latest checkpoint in --exp-dir when there is one. Works under "
+            "`torchrun --nproc_per_node N` (DDP; gloo on CPU, nccl on GPU). Writes epoch-N.pt, "
+            "checkpoint-<step>.pt, params.json, log/, tensorboard/ and loss.png in --exp-dir. "
+            f"Defaults come from {DEFAULT_CONF} (shown below)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=(
+            "Choices: AdamW; lr = base_lr * min(1, (step+1)/warm_steps) * "
+            "((step^2+lr_steps^2)/lr_steps^2)^-0.25 * ((epoch^2+lr_epochs^2)/lr_epochs^2)^-0.25. "
+            "Pruned RNN-T warm-up over warm_steps: simple-loss weight 1.0 -> simple_loss_scale, "
+            "pruned-loss weight 0.1 -> 1.0. Batches with a non-finite loss or gradient are skipped "
+            "and counted. Running average: float64 mean of snapshots every average_period batches "
+            "(decode with --use-averaged-model). Speed perturbation: 0.9x/1.1x copies with fbank "
+            "computed on the fly (needs the audio). Resume: automatic from the newest checkpoint "
+            "in --exp-dir (exact with --num-workers 0). Details: graft/train/*.py docstrings."
+        ),
+    )
+    p.add_argument("--config", default=None,
+                   help="a yaml with a subset of the options below (applied before the command line)")
+    types = _field_types()
+    for name, type_name in types.items():
+        p.add_argument(
+            "--" + name.replace("_", "-"), dest=name, type=_converter(type_name),
+            default=defaults.get(name), help=HELP.get(name, ""),
+            metavar=type_name.replace(" | None", "").upper(),
+        )
+    return p
+
+
+def parse_train_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    """Parse steps/train.py's command line into a TrainConfig (required options checked)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    base = load_train_conf(known.config).to_dict()
+    args = build_parser(base).parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if k != "config"}
+    missing = [k for k in REQUIRED if values.get(k) in (None, "")]
+    if missing:
+        raise GraftError("missing required options: " + ", ".join("--" + k.replace("_", "-") for k in missing))
+    return TrainConfig(**values)

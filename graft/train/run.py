@@ -1,0 +1,31 @@
+"""Train from a TrainConfig: join DDP, read the lang dir, build the model, run the loop.
+
+Usage:
+    from graft.train.options import load_train_conf
+    result = run_training(load_train_conf(cuts_train=..., lang_dir=..., exp_dir=...))
+
+steps/train.py is this plus argument parsing. The model is built with the seed set (so every
+fresh run starts from the same weights); under torchrun, DDP copies rank 0's weights.
+"""
+from __future__ import annotations
+
+from graft.train.data import load_lang
+from graft.train.ddp import cleanup_distributed, init_distributed
+from graft.train.loop import TrainResult, train
+from graft.train.options import TrainConfig
+from graft.train.rng import seed_everything
+
+
+def run_training(conf: TrainConfig) -> TrainResult:
+    """The whole training stage for `conf` (see graft.train.loop for what it writes)."""
+    from graft.model.build import build_model, load_model_conf
+
+    dist_info = init_distributed(conf.device)
+    try:
+        lang = load_lang(conf.lang_dir)
+        model_conf = load_model_conf(conf.model_conf)
+        seed_everything(conf.seed)
+        model = build_model(model_conf, vocab_size=lang.vocab_size, blank_id=lang.blank_id)
+        return train(model, conf, lang, model_conf, dist_info=dist_info)
+    finally:
+        cleanup_distributed(dist_info)
