@@ -52,14 +52,14 @@ def main() -> None:
     dev = next(iter(sorted(args.recipe.glob(f"exp/{args.sweep_model}/decode_*/ctc-hlg/dev/lats/lattices.scp"))), None)
     if dev is not None:
         scp = read_scp(dev)
-        lang = args.recipe / "data/lang/cs_bpe500"
+        lang = args.recipe / f"data/lang/{args.sweep_model.split('_')[0]}_bpe500"  # en_small -> en
         id2word = invert(read_symbols(lang / "words.txt"))
         for jobs in (1, 2):
             t0 = time.perf_counter()
             rescore_lattices(scp, WEIGHTS, [0.0], id2word, num_jobs=jobs)
             sweep.append({"jobs": jobs, "lattices": len(scp), "weights": len(WEIGHTS),
                           "seconds": round(time.perf_counter() - t0, 2)})
-        lines += ["", f"LM-weight sweep: {len(WEIGHTS)} weights x 1 penalty over {len(scp)} Czech dev "
+        lines += ["", f"LM-weight sweep: {len(WEIGHTS)} weights x 1 penalty over {len(scp)} dev "
                   f"lattices of {args.sweep_model}", "", "| jobs | seconds |", "|---:|---:|"]
         lines += [f"| {s['jobs']} | {s['seconds']} |" for s in sweep]
     text = "\n".join(lines) + "\n"

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from graft.data.features import compute_fbank_for_split  # noqa: E402
 from graft.utils.io import atomic_write  # noqa: E402
 
-DEFAULT_CUTS = ROOT / "egs/demo/ASR/data/manifests/en/cuts_dev.jsonl.gz"
+RECIPE = ROOT / "egs/demo/ASR"  # manifests hold audio paths relative to their recipe folder
+DEFAULT_CUTS = RECIPE / "data/manifests/en/cuts_dev.jsonl.gz"
 
 
 def synthetic_cuts(workdir: Path, n: int = 200) -> Path:
@@ -53,6 +54,10 @@ def main() -> None:
     p.add_argument("--jobs", default="1 2")
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/fbank")
     args = p.parse_args()
+    args.out = args.out.resolve()
+    if args.cuts.exists():
+        args.cuts = args.cuts.resolve()
+        os.chdir(RECIPE)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cuts = args.cuts if args.cuts.exists() else synthetic_cuts(tmp)
