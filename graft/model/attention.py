@@ -98,9 +98,9 @@ class SelfAttention(nn.Module):
     def reset_parameters(self) -> None:
         """Xavier-uniform projections with zero biases (as torch's MultiheadAttention).
 
-        nn.Linear's default init of the fused q/k/v projection (with random biases) left the
-        demo's Conformer unable to use its input at all: a probe that memorizes two utterances
-        of equal length failed with it and succeeded with this init in 200 steps.
+        In one probe (CTC memorization of two equal-length utterances) nn.Linear's default init
+        failed and this one passed; a second probe (tests/test_model_learns.py) passes with
+        both, so this is a convention, not a proven fix for the demo's training plateau.
         """
         nn.init.xavier_uniform_(self.in_proj.weight)
         nn.init.zeros_(self.in_proj.bias)

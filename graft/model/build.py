@@ -20,6 +20,12 @@ Conf keys (all optional; DEFAULTS below):
     context_size        tokens of left context the decoder sees (2 = bigram-like)
     joiner_dim          joiner hidden dimension
     ctc_dropout         dropout before the CTC head's Linear
+    input_norm          "utterance" (mean/variance normalization of each utterance's valid
+                        frames, inside the encoder) or "none"
+    norm_style          "conformer" (a LayerNorm ending every block; the default, which
+                        checkpoints saved before this key existed were built with) or "pre"
+                        (pre-LN blocks + one final LayerNorm `encoder.norm_out`; the presets:
+                        it leaves the CTC all-blank plateau sooner on small data)
     name, description   free text, ignored
 """
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any
 import yaml
 
 from graft.model.decoder import StatelessDecoder
-from graft.model.encoder import ConformerEncoder
+from graft.model.encoder import NORM_STYLES, ConformerEncoder
 from graft.model.joiner import Joiner
 from graft.model.subsampling import SUBSAMPLING_FACTORS
 from graft.model.transducer import Transducer
@@ -55,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "joiner_dim": 256,
     "ctc_dropout": 0.1,
     "input_norm": "utterance",   # "utterance": per-utterance mean/variance normalization; "none"
+    "norm_style": "conformer",   # "pre" (the presets): one final LayerNorm; see encoder.NORM_STYLES
 }
 _FREE_TEXT = ("name", "description")
 
@@ -79,6 +86,8 @@ def _check(conf: dict[str, Any], source: str) -> dict[str, Any]:
         raise GraftError(f"{source}: conv_kernel must be odd, got {full['conv_kernel']}")
     if full["pos_enc"] not in ("rel", "abs"):
         raise GraftError(f"{source}: pos_enc must be 'rel' or 'abs', got {full['pos_enc']!r}")
+    if full["norm_style"] not in NORM_STYLES:
+        raise GraftError(f"{source}: norm_style must be one of {NORM_STYLES}, got {full['norm_style']!r}")
     if full["input_norm"] not in ("utterance", "none"):
         raise GraftError(f"{source}: input_norm must be 'utterance' or 'none', got {full['input_norm']!r}")
     if full["context_size"] < 1:
@@ -110,7 +119,8 @@ def build_model(conf: dict[str, Any], vocab_size: int, blank_id: int = 0) -> Tra
         feature_dim=c["feature_dim"], dim=c["encoder_dim"], num_layers=c["num_layers"],
         num_heads=c["num_heads"], ff_dim=c["ff_dim"], conv_kernel=c["conv_kernel"],
         subsampling_factor=c["subsampling_factor"], embed_channels=c["embed_channels"],
-        dropout=c["dropout"], pos_enc=c["pos_enc"], input_norm=c["input_norm"])
+        dropout=c["dropout"], pos_enc=c["pos_enc"], input_norm=c["input_norm"],
+        norm_style=c["norm_style"])
     decoder = StatelessDecoder(vocab_size, c["decoder_dim"], blank_id, c["context_size"])
     joiner = Joiner(c["encoder_dim"], c["decoder_dim"], c["joiner_dim"], vocab_size)
     return Transducer(encoder, decoder, joiner, vocab_size, blank_id, c["ctc_dropout"])
