@@ -131,6 +131,10 @@ if stage_in 7; then
     decode_methods=$methods decode_epoch=$decode_epoch score_stage $exp $lang
     report_args+=(--experiment "$(basename $exp)|$group|$mins|$exp/decode_epoch${decode_epoch}_avg${decode_avg}")
   done
+  if [ ${#report_args[@]} -eq 0 ]; then
+    log "stage 7: no decoded model to score (run stage 6 first); RESULTS.md left as it is"
+    exit 1
+  fi
   step "stage7_results" "" python $GRAFT_ROOT/steps/report.py --out RESULTS.md \
     --title "Demo results (egs/demo/ASR)" --methods "$decode_methods" --plot-method beam \
     --preamble results_preamble.md "${report_args[@]}"
