@@ -23,8 +23,9 @@ from graft.model.subsampling import Conv2dSubsampling
 
 # "conformer": every block ends with its own LayerNorm (`layers.<i>.norm_final`), as in the
 # Conformer paper. "pre": pure pre-LayerNorm blocks (an identity path from the front end to
-# the output) and one LayerNorm at the end (`norm_out`). On the 2 h demo data "pre" left the
-# CTC all-blank plateau after ~200 steps where "conformer" had not after 400 (6 layers).
+# the output) and one LayerNorm at the end (`norm_out`). On the 2 h demo data (small preset,
+# character targets, 20 s batches) "pre" left the CTC all-blank plateau after ~200-300 steps;
+# "conformer" had not after 400-450 (dev pruned loss per frame at step 400: 0.81 vs 1.61).
 NORM_STYLES = ("conformer", "pre")
 
 
