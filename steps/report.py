@@ -6,18 +6,34 @@ Usage:
     steps/report.py --out RESULTS.md --title "Demo results" --methods "greedy beam ctc-hlg" \
         --experiment "en small|source|-|exp/en_small/decode_epoch8_avg3" \
         --experiment "cs 15m scratch|scratch|15|exp/cs_scratch_15m/decode_epoch20_avg3" ...
-        [--preamble notes.md]
+        [--preamble notes.md] [--figure "English training loss|exp/en_small/loss.png"]
 
-The text of --preamble (how the results were measured) goes above the tables.
+The text of --preamble (how the results were measured) goes above the tables. Each --figure
+"caption|png" is copied beside --out (as <out stem>_<png's parent dir>_<png name>) and shown
+below the tables; a missing PNG is an error.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from graft.score.report import Experiment, plot_wer_vs_size, results_markdown
 from graft.utils.cli import run_main
-from graft.utils.io import atomic_write
+from graft.utils.errors import GraftError, require_file
+from graft.utils.io import atomic_path, atomic_write
+
+
+def copy_figure(spec: str, out: Path) -> str:
+    """Copy the PNG of a "caption|path" spec beside `out`; return its markdown image line."""
+    caption, sep, path = spec.partition("|")
+    if not sep:
+        raise GraftError(f"a --figure is 'caption|png path', got {spec!r}")
+    src = require_file(Path(path.strip()), what="figure")
+    dest = out.with_name(f"{out.stem}_{src.parent.name}_{src.name}")
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return f"![{caption.strip()}]({dest.name})"
 
 
 def main() -> None:
@@ -28,6 +44,7 @@ def main() -> None:
     p.add_argument("--plot-method", default=None, help="method of the size plot (default: the first)")
     p.add_argument("--experiment", action="append", default=[], help="label|group|minutes|decode_root")
     p.add_argument("--preamble", type=Path, default=None)
+    p.add_argument("--figure", action="append", default=[], help='"caption|png": copied beside --out')
     args = p.parse_args()
 
     exps = [Experiment.parse(e) for e in args.experiment]
@@ -40,6 +57,8 @@ def main() -> None:
     parts.append(results_markdown(exps, methods))
     if plot_wer_vs_size(exps, plot_method, png):
         parts += [f"![test WER against training minutes]({png.name})", ""]
+    for spec in args.figure:
+        parts += [copy_figure(spec, args.out), ""]
     text = "\n".join(parts)
     with atomic_write(args.out) as f:
         f.write(text)

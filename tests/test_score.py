@@ -228,3 +228,31 @@ def test_scoring_loads_no_model(tmp_path: Path) -> None:
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_report_tables_and_figures(tmp_path: Path) -> None:
+    dec, lang = make_decode_root(tmp_path)
+    for m in ("ctc-hlg", "greedy"):
+        score_method(ScoreConfig(decode_root=dec, method=m, lm_weights=[0.0, 0.25, 0.75], lang_dir=lang))
+    curve = tmp_path / "exp_src" / "loss.png"
+    curve.parent.mkdir()
+    curve.write_bytes((dec / "ctc-hlg" / "wer_vs_lmwt.png").read_bytes())
+    out = tmp_path / "recipe" / "RESULTS.md"
+    out.parent.mkdir()
+    args = [PYTHON, str(REPO / "steps" / "report.py"), "--out", str(out), "--methods", "ctc-hlg greedy",
+            "--experiment", f"src|source|-|{dec}", "--experiment", f"tiny|transfer|15|{dec}"]
+    ok = subprocess.run([*args, "--figure", f"Loss of the source|{curve}"], capture_output=True, text=True,
+                        cwd=REPO, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    text = out.read_text()
+    # ctc-hlg: dev picks 0.75 (0 errors); test at 0.75 is right too; at LM weight 0 test is wrong
+    row = next(line for line in text.splitlines() if line.startswith("| tiny | 15 | ctc-hlg"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == "0.75" and float(cells[5]) == 0.0 and float(cells[6]) == 0.0   # dev, test WER
+    assert "![Loss of the source](RESULTS_exp_src_loss.png)" in text
+    assert (out.parent / "RESULTS_exp_src_loss.png").read_bytes() == curve.read_bytes()
+    before = out.read_bytes()
+    bad = subprocess.run([*args, "--figure", f"gone|{tmp_path / 'none.png'}"], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert bad.returncode == 1 and "none.png" in bad.stderr and "Traceback" not in bad.stderr
+    assert out.read_bytes() == before
