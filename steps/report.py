@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--title", default="Results")
     p.add_argument("--methods", default="greedy beam ctc-hlg")
-    p.add_argument("--plot-method", default=None, help="method of the size plot (default: the first)")
+    p.add_argument("--plot-methods", default=None, help="methods of the size plot (default: all of --methods)")
     p.add_argument("--experiment", action="append", default=[], help="label|group|minutes|decode_root")
     p.add_argument("--preamble", type=Path, default=None)
     p.add_argument("--figure", action="append", default=[], help='"caption|png": copied beside --out')
@@ -49,13 +49,13 @@ def main() -> None:
 
     exps = [Experiment.parse(e) for e in args.experiment]
     methods = args.methods.split()
-    plot_method = args.plot_method or methods[0]
+    plot_methods = args.plot_methods.split() if args.plot_methods else methods
     png = args.out.with_name(args.out.stem + "_wer_vs_size.png")
     parts = [f"# {args.title}", ""]
     if args.preamble and args.preamble.is_file():
         parts += [args.preamble.read_text(encoding="utf-8").strip(), ""]
     parts.append(results_markdown(exps, methods))
-    if plot_wer_vs_size(exps, plot_method, png):
+    if plot_wer_vs_size(exps, plot_methods, png):
         parts += [f"![test WER against training minutes]({png.name})", ""]
     for spec in args.figure:
         parts += [copy_figure(spec, args.out), ""]

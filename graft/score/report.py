@@ -8,7 +8,7 @@ column, the LM-weight-0 row of `<decode_root>/<method>/test/scoring/wer_summary.
 Usage:
     exps = [Experiment.parse("en small|source|-|exp/en_small/decode_epoch8_avg3"), ...]
     text = results_markdown(exps, methods=["greedy", "beam", "ctc-hlg"])
-    plot_wer_vs_size(exps, "beam", "RESULTS_wer_vs_size.png")
+    plot_wer_vs_size(exps, ["beam", "ctc-hlg"], "RESULTS_wer_vs_size.png")
 """
 from __future__ import annotations
 
@@ -103,27 +103,35 @@ def results_markdown(exps: Sequence[Experiment], methods: Sequence[str]) -> str:
     return "\n".join(out)
 
 
-def plot_wer_vs_size(exps: Sequence[Experiment], method: str, path: str | Path,
+def plot_wer_vs_size(exps: Sequence[Experiment], methods: str | Sequence[str], path: str | Path,
                      groups: Sequence[str] = ("scratch", "transfer")) -> bool:
-    """PNG of test WER against training minutes, one line per group; False if nothing to plot."""
+    """PNG of test WER against training minutes, one line per (group, method); False if nothing
+    to plot. A group keeps its colour; methods differ by line style."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results_rows(exps, [method]) if r["minutes"] is not None and r["test_wer"] is not None]
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    rows = [r for r in results_rows(exps, methods) if r["minutes"] is not None and r["test_wer"] is not None]
     if not rows:
         return False
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
-    for g in groups:
-        pts = sorted((r["minutes"], r["test_wer"]) for r in rows if r["group"] == g)
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=g)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    styles = ["-", "--", ":", "-."]
+    for gi, g in enumerate(groups):
+        for mi, m in enumerate(methods):
+            pts = sorted((r["minutes"], r["test_wer"]) for r in rows if r["group"] == g and r["method"] == m)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{gi}",
+                        linestyle=styles[mi % len(styles)], label=f"{g}, {m}")
+    sizes = sorted({r["minutes"] for r in rows})
     ax.set_xscale("log")
+    ax.set_xticks(sizes, [f"{x:g}" for x in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("target-language training audio (minutes)")
-    ax.set_ylabel(f"test WER (%), {method}, dev-chosen LM weight")
+    ax.set_ylabel("test WER (%) at the dev-chosen LM weight")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -137,7 +137,7 @@ if stage_in 7; then
     exit 1
   fi
   step "stage7_results" "" python $GRAFT_ROOT/steps/report.py --out RESULTS.md \
-    --title "Demo results (egs/demo/ASR)" --methods "$decode_methods" --plot-method beam \
+    --title "Demo results (egs/demo/ASR)" --methods "$decode_methods" --plot-methods "beam ctc-hlg" \
     --preamble results_preamble.md --figure "Training curves of the English source model|$src_exp/loss.png" \
     "${report_args[@]}"
 fi
