@@ -2,12 +2,13 @@
 """Training throughput of a model preset: seconds of audio trained per wall second.
 
 Usage:
-    .venv/bin/python bench/bench_train.py [--preset small] [--steps 8] [--max-duration 200]
-        [--no-ddp] [--no-speed-perturb]
+    .venv/bin/python bench/bench_train.py [--preset small] [--steps 30] [--max-duration 30]
+        [--vocab-size 150] [--spec-augment] [--no-ddp] [--no-speed-perturb]
 
-Uses the demo's English features and lang dir (egs/demo/ASR/data/fbank/en, data/lang/en_bpe500)
-when stages 2-3 have run; otherwise synthesizes espeak-ng speech with tests/tiny_asr.py and
-trains a 500-piece BPE on fortune text (so the output layer has the demo's size). Two
+The defaults are the demo's stage 4 (BPE 150, 30 s batches, no SpecAugment). Uses the demo's
+English features and lang dir (egs/demo/ASR/data/fbank/en, data/lang/en_bpe<V>) when stages
+2-3 have run; otherwise synthesizes espeak-ng speech with tests/tiny_asr.py and trains a
+BPE of that size on fortune text (so the output layer has the demo's size). Two
 duration buckets, so batches are full --max-duration batches even on little data. Each setting runs
 the real training loop (graft.train.loop: data loading, SpecAugment, pruned RNN-T + warm-up,
 AdamW, clipping, averaging); the rate is measured between the end of the first step and the
@@ -61,27 +62,28 @@ class TimedTrainer(Trainer):
         return out
 
 
-def dataset(workdir: Path) -> tuple[Path, Lang, str]:
-    if (DEMO / "fbank/en/cuts_train.jsonl.gz").exists() and (DEMO / "lang/en_bpe500/tokens.txt").exists():
-        return DEMO / "fbank/en/cuts_train.jsonl.gz", load_lang(DEMO / "lang/en_bpe500"), "demo en train"
+def dataset(workdir: Path, vocab: int) -> tuple[Path, Lang, str]:
+    demo_lang = DEMO / f"lang/en_bpe{vocab}"
+    if (DEMO / "fbank/en/cuts_train.jsonl.gz").exists() and (demo_lang / "tokens.txt").exists():
+        return DEMO / "fbank/en/cuts_train.jsonl.gz", load_lang(demo_lang), f"demo en train, BPE {vocab}"
     from tiny_asr import SENTENCES, _train_bpe, build_tiny_asr
 
     tiny = build_tiny_asr(workdir / "tiny", num_train=30, num_dev=6, repeat=12)
-    lang_dir = workdir / "lang_bpe500"
+    lang_dir = workdir / f"lang_bpe{vocab}"
     if not (lang_dir / "tokens.txt").exists():
-        # A 500-piece BPE as in the demo, trained on fortune text plus the synthesized sentences.
+        # A BPE of the demo's size, trained on fortune text plus the synthesized sentences.
         texts = list(SENTENCES)
         for f in sorted(Path("/usr/share/games/fortunes").glob("*.u8"))[:20]:
             for line in f.read_text(encoding="utf-8", errors="ignore").lower().splitlines():
                 words = re.sub(r"[^a-z' ]+", " ", line).split()
                 if 3 <= len(words) <= 20:
                     texts.append(" ".join(words))
-        _train_bpe(texts, lang_dir, 500)
-    return tiny.cuts_train, load_lang(lang_dir), "espeak-ng synthesized (tests/tiny_asr.py), BPE 500 from fortunes"
+        _train_bpe(texts, lang_dir, vocab)
+    return tiny.cuts_train, load_lang(lang_dir), f"espeak-ng synthesized (tests/tiny_asr.py), BPE {vocab} from fortunes"
 
 
 def run_in_process(cuts: Path, lang: Lang, preset: str, steps: int, max_duration: float, threads: int,
-                   speed_perturb: bool, workdir: Path) -> dict:
+                   speed_perturb: bool, workdir: Path, spec_augment: bool = False) -> dict:
     from graft.model.build import build_model, load_model_conf
 
     torch.set_num_threads(threads)
@@ -91,7 +93,8 @@ def run_in_process(cuts: Path, lang: Lang, preset: str, steps: int, max_duration
     exp = Path(tempfile.mkdtemp(dir=workdir, prefix="exp-"))
     conf = load_train_conf(cuts_train=str(cuts), lang_dir=str(lang.lang_dir), exp_dir=str(exp),
                            model_conf=preset, num_epochs=1000, max_duration=max_duration, save_every_n=0,
-                           log_interval=10**9, speed_perturb=speed_perturb, device="cpu", num_buckets=2)
+                           log_interval=10**9, speed_perturb=speed_perturb, device="cpu", num_buckets=2,
+                           spec_augment=spec_augment)
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     trainer = TimedTrainer(model, conf, lang, mconf, max_steps=steps)
     trainer.run()
@@ -107,7 +110,8 @@ def run_in_process(cuts: Path, lang: Lang, preset: str, steps: int, max_duration
             "max_rss_mb": round(ru1.ru_maxrss / 1024)}
 
 
-def run_ddp(cuts: Path, lang: Lang, preset: str, steps: int, max_duration: float, workdir: Path) -> dict:
+def run_ddp(cuts: Path, lang: Lang, preset: str, steps: int, max_duration: float, workdir: Path,
+            spec_augment: bool = False) -> dict:
     """torchrun 2 x 1 thread; the loop logs the all-rank rate every step (first excluded)."""
     vocab = lang.vocab_size
     exp = Path(tempfile.mkdtemp(dir=workdir, prefix="ddp-"))
@@ -115,7 +119,7 @@ def run_ddp(cuts: Path, lang: Lang, preset: str, steps: int, max_duration: float
            str(ROOT / "steps/train.py"), "--cuts-train", str(cuts), "--lang-dir", str(lang.lang_dir),
            "--exp-dir", str(exp), "--model-conf", preset, "--max-duration", str(max_duration),
            "--num-epochs", "1000", "--save-every-n", "0", "--log-interval", "1", "--max-minutes", "4",
-           "--num-buckets", "2"]
+           "--num-buckets", "2", "--spec-augment", str(spec_augment).lower()]
     proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
     rates = []
     for line in proc.stderr:
@@ -134,28 +138,31 @@ def run_ddp(cuts: Path, lang: Lang, preset: str, steps: int, max_duration: float
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="small")
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--max-duration", type=float, default=200.0)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--max-duration", type=float, default=30.0)
+    ap.add_argument("--vocab-size", type=int, default=150, help="BPE size (the demo's run.sh vocab_size)")
+    ap.add_argument("--spec-augment", action="store_true", help="SpecAugment on (off in the demo)")
     ap.add_argument("--no-ddp", action="store_true")
     ap.add_argument("--no-speed-perturb", action="store_true")
     ap.add_argument("--workdir", default=None, help="keep the data here (default: a temporary dir)")
     args = ap.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-train-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    cuts, lang, source = dataset(workdir)
+    cuts, lang, source = dataset(workdir, args.vocab_size)
     rows = []
     settings = [(1, False), (2, False)] + ([] if args.no_speed_perturb else [(1, True)])
     for threads, sp in settings:
-        rows.append(run_in_process(cuts, lang, args.preset, args.steps + 1, args.max_duration, threads, sp, workdir))
+        rows.append(run_in_process(cuts, lang, args.preset, args.steps + 1, args.max_duration, threads, sp, workdir,
+                                   args.spec_augment))
         print(rows[-1], flush=True)
     if not args.no_ddp:
-        rows.append(run_ddp(cuts, lang, args.preset, args.steps, args.max_duration, workdir))
+        rows.append(run_ddp(cuts, lang, args.preset, args.steps, args.max_duration, workdir, args.spec_augment))
         print(rows[-1], flush=True)
     from graft.model.build import build_model, load_model_conf
 
     n_params = sum(p.numel() for p in build_model(load_model_conf(args.preset), lang.vocab_size).parameters())
     result = {"preset": args.preset, "params_m": round(n_params / 1e6, 2), "vocab_size": lang.vocab_size,
-              "max_duration": args.max_duration, "data": source, "rows": rows,
+              "max_duration": args.max_duration, "spec_augment": args.spec_augment, "data": source, "rows": rows,
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     out = ROOT / "bench/results"
@@ -165,7 +172,8 @@ def main() -> None:
              f"{lang.vocab_size})", "",
              f"{result['date']}, {result['cores']} cores, torch {result['torch']}, data: {source}, "
              f"--max-duration {args.max_duration:g} s per batch (per process). Real training loop "
-             "(SpecAugment, pruned RNN-T, AdamW); first step excluded. `bench/bench_train.py`.", "",
+             f"(SpecAugment {'on' if args.spec_augment else 'off'}, pruned RNN-T, AdamW); first step "
+             "excluded. `bench/bench_train.py`.", "",
              "| processes x threads | speed perturb | audio s / wall s | s per step | steps timed | load avg |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
