@@ -65,6 +65,7 @@ class TimedTrainer(Trainer):
 def dataset(workdir: Path, vocab: int) -> tuple[Path, Lang, str]:
     demo_lang = DEMO / f"lang/en_bpe{vocab}"
     if (DEMO / "fbank/en/cuts_train.jsonl.gz").exists() and (demo_lang / "tokens.txt").exists():
+        os.chdir(DEMO.parent)   # the manifests' feature paths are relative to the recipe dir
         return DEMO / "fbank/en/cuts_train.jsonl.gz", load_lang(demo_lang), f"demo en train, BPE {vocab}"
     from tiny_asr import SENTENCES, _train_bpe, build_tiny_asr
 
@@ -146,7 +147,7 @@ def main() -> None:
     ap.add_argument("--no-speed-perturb", action="store_true")
     ap.add_argument("--workdir", default=None, help="keep the data here (default: a temporary dir)")
     args = ap.parse_args()
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-train-"))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-train-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     cuts, lang, source = dataset(workdir, args.vocab_size)
     rows = []
