@@ -308,6 +308,28 @@ def test_time_budget_stops_with_a_checkpoint_and_continues(tmp_path, tiny):
     assert r2.finished and r2.resumed_from.endswith("checkpoint-1.pt") and r2.step > 1
 
 
+def test_spec_augment_starts_at_its_epoch(tmp_path, tiny, monkeypatch):
+    from lhotse.dataset import SpecAugment
+
+    calls = {"n": 0}
+
+    class CountingSpecAugment(SpecAugment):
+        def __call__(self, *args, **kwargs):
+            calls["n"] += 1
+            return super().__call__(*args, **kwargs)
+
+    monkeypatch.setattr("graft.train.loop.SpecAugment", CountingSpecAugment)
+    lang = load_lang(tiny.lang_dir)
+    exp = tmp_path / "exp"
+    model, mconf = tiny_model(lang)
+    conf = dict(cuts_dev=None, save_every_n=0, spec_augment=True, spec_augment_from_epoch=2)
+    r1 = train(model, tiny_conf(tiny, exp, num_epochs=1, **conf), lang, mconf)
+    assert r1.step > 0 and calls["n"] == 0                   # epoch 1: none
+    model2, _ = tiny_model(lang)
+    r = train(model2, tiny_conf(tiny, exp, num_epochs=2, **conf), lang, mconf)
+    assert r.finished and calls["n"] == r.step - r1.step > 0  # epoch 2 (resumed): every batch
+
+
 def test_encoder_frames_matches_the_model(tiny):
     lang = load_lang(tiny.lang_dir)
     model, _ = tiny_model(lang)

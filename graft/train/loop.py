@@ -188,6 +188,7 @@ class Trainer:
         spec = SpecAugment(time_warp_factor=80, num_feature_masks=2, features_mask_size=27,
                            num_frame_masks=10, frames_mask_size=100, max_frames_mask_fraction=0.15,
                            p=0.9) if c.spec_augment else None
+        self.spec_augment = spec   # applied from epoch c.spec_augment_from_epoch on (see run)
         self.train_dataset = AsrDataset(self.lang, spec_augment=spec, fbank=make_extractor(feature_dim))
         self.dev_sampler = None
         if c.cuts_dev:
@@ -450,6 +451,8 @@ class Trainer:
         grad_norm = None
         while self.epoch < c.num_epochs and not stopped:
             self.train_sampler.set_epoch(self.epoch)
+            self.train_dataset.spec_augment = (
+                self.spec_augment if self.epoch + 1 >= c.spec_augment_from_epoch else None)
             self.scheduler.set_epoch(self.epoch)
             loader = make_loader(self.train_dataset, self.train_sampler, c.num_workers,
                                  seed=c.seed + 7919 * self.dist.rank, epoch=self.epoch,

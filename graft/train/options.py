@@ -48,6 +48,7 @@ class TrainConfig:
     simple_loss_scale: float
     ctc_weight: float
     spec_augment: bool
+    spec_augment_from_epoch: int
     speed_perturb: bool
     min_cut_duration: float
     max_cut_duration: float
@@ -86,6 +87,7 @@ HELP: dict[str, str] = {
     "simple_loss_scale": "final weight of the simple loss (1.0 before warm-up ends)",
     "ctc_weight": "weight of the auxiliary CTC loss (0 disables it)",
     "spec_augment": "apply SpecAugment to training batches (true/false)",
+    "spec_augment_from_epoch": "first epoch (1-based) with SpecAugment, when spec_augment is true",
     "speed_perturb": "add 0.9x/1.1x speed copies of training cuts, fbank on the fly (true/false)",
     "min_cut_duration": "drop training cuts shorter than this (seconds)",
     "max_cut_duration": "drop training cuts longer than this (seconds)",
