@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from graft.decode.lattice_rescore import read_scp, rescore_lattices  # noqa: E402
-from graft.decode.symbols import invert, read_symbols  # noqa: E402
+from graft.lang.symbols import invert, read_symbols  # noqa: E402
 from graft.utils.io import atomic_write  # noqa: E402
 
 WEIGHTS = [round(0.1 * i, 1) for i in range(1, 16)]

@@ -20,7 +20,7 @@ Stage 0 uses the unpacked folder if it is there, else an archive `<raw-dir>/<lan
 stops and says what to place where (Common Voice downloads need accepting its terms on its web
 site: usually a manual step). The clips are listed with lhotse's prepare_commonvoice, the
 sentences normalized with graft.data.text (a language needs an entry there), and the folder
-corpus `<dl-dir>/<lang>/` written (local/folder.py). The mp3 clips (48 kHz or 32 kHz) are
+corpus `<dl-dir>/<lang>/` written (graft.data.adapter). The mp3 clips (48 kHz or 32 kHz) are
 resampled to 16 kHz in stage 1.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
-import folder  # local/folder.py: the shared adapter machinery (first: it puts graft on sys.path)
+from graft.data import adapter  # the machinery every corpus adapter shares
 from graft.utils.errors import GraftError, require_file
 
 RELEASE = "cv-corpus-13.0-2023-03-09"
@@ -53,12 +53,12 @@ def get_language(raw_dir: Path, release: str, language: str, base_url: str = BAS
     if not _present(lang_dir):
         for archive in (raw_dir / f"{language}.tar.gz", raw_dir / f"{release}-{language}.tar.gz"):
             if archive.is_file():
-                folder.extract_archive(archive, raw_dir)
+                adapter.extract_archive(archive, raw_dir)
                 break
     if not _present(lang_dir):
         from lhotse.recipes.commonvoice import download_commonvoice
 
-        folder.fetch(
+        adapter.fetch(
             f"Common Voice {release} {language}",
             lambda: download_commonvoice(raw_dir, languages=[language], release=release, base_url=base_url),
             place=(f"download {release}-{language}.tar.gz from https://commonvoice.mozilla.org/datasets "
@@ -83,7 +83,7 @@ def _check_columns(tsv: Path) -> None:
 
 
 def commonvoice_utterances(lang_dir: Path, language: str, train_part: str = "train",
-                           jobs: int = 1) -> tuple[list[folder.Utterance], folder.ManifestReport]:
+                           jobs: int = 1) -> tuple[list[adapter.Utterance], adapter.ManifestReport]:
     """Utterances of train (train.tsv or validated.tsv), dev and test, read with lhotse."""
     from lhotse.recipes import prepare_commonvoice
 
@@ -95,20 +95,20 @@ def commonvoice_utterances(lang_dir: Path, language: str, train_part: str = "tra
     with tempfile.TemporaryDirectory(prefix="cv-manifests-") as tmp, _in_process(jobs):
         manifests = prepare_commonvoice(lang_dir.parent, tmp, languages=[lang_dir.name],  # it insists on writing
                                         splits=list(parts.values()), num_jobs=jobs)[lang_dir.name]
-    report = folder.new_report()
+    report = adapter.new_report()
     held_out = {"ids": set(), "speakers": set(), "sentences": set()}
     for split in ("dev", "test"):
         for sup in manifests[split]["supervisions"]:
             held_out["ids"].add(sup.id)
             held_out["speakers"].add(sup.speaker)
             held_out["sentences"].add(sup.text)
-    utts: list[folder.Utterance] = []
+    utts: list[adapter.Utterance] = []
     overlap: dict[str, list[str]] = {}
     for split, part in parts.items():
         recordings, supervisions = manifests[part]["recordings"], manifests[part]["supervisions"]
         have = {sup.id for sup in supervisions}
         lost = [c for c in _clip_ids(lang_dir / f"{part}.tsv") if c not in have]
-        folder.count_skips(report, "missing audio (transcript without audio)",  # lhotse drops them
+        adapter.count_skips(report, "missing audio (transcript without audio)",  # lhotse drops them
                            [f"{part}.tsv: {c}" for c in lost])
         for sup in supervisions:
             if split == "train" and part == "validated":
@@ -119,11 +119,11 @@ def commonvoice_utterances(lang_dir: Path, language: str, train_part: str = "tra
                     overlap.setdefault(f"validated.tsv: {why}", []).append(sup.id)
                     continue
             rec = recordings[sup.recording_id]
-            utts.append(folder.Utterance(
+            utts.append(adapter.Utterance(
                 id=sup.id, audio=Path(rec.sources[0].source), text=sup.text, speaker=sup.speaker or "",
                 language=language, split=split, sampling_rate=rec.sampling_rate, duration=rec.duration))
     for why, ids in overlap.items():
-        folder.count_skips(report, why, ids)
+        adapter.count_skips(report, why, ids)
     return utts, report
 
 
@@ -166,9 +166,9 @@ def download(args: argparse.Namespace) -> dict:
     utts, report = commonvoice_utterances(lang_dir, args.language, args.train_part, args.jobs)
     source = {"corpus": "Common Voice", "dir": str(lang_dir), "release": args.release,
               "train": f"{args.train_part}.tsv", "dev": "dev.tsv", "test": "test.tsv"}
-    return folder.write_corpus(utts, args.dl_dir, args.language, report=report, source=source,
+    return adapter.write_corpus(utts, args.dl_dir, args.language, report=report, source=source,
                                lm_text=args.lm_text)
 
 
 if __name__ == "__main__":
-    folder.main(__doc__, add_download_args, download)
+    adapter.main(__doc__, add_download_args, download)

@@ -38,8 +38,8 @@ from pathlib import Path
 import soundfile as sf
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import folder  # noqa: E402  local/folder.py: the shared adapter machinery (stage 1: prepare)
+from graft.data import adapter  # the machinery every corpus adapter shares (stage 1: prepare)
+from graft.data.corpus import Utterance, write_transcripts
 from graft.data.fortunes import Sentence, fortune_sentences
 from graft.data.tts import (BatchResult, SynthItem, Voice, check_voices, seconds_per_word,
                             synthesize_batch, voices_for)
@@ -293,11 +293,10 @@ def _write_language(st: _State, lang_dir: Path, seed: int, generation_seconds: f
     for uid in unused:  # synthesized beyond the minutes: not part of the corpus
         (lang_dir / "wav" / f"{uid}.wav").unlink(missing_ok=True)
 
-    with atomic_write(lang_dir / "transcripts.tsv") as f:
-        f.write("id\taudio\ttext\tspeaker\tlanguage\tsplit\n")
-        for split in ("train", "dev", "test"):
-            for c in sorted(selection.get(split, []), key=lambda c: c.id):
-                f.write(f"{c.id}\twav/{c.id}.wav\t{c.sentence.text}\t{c.voice.speaker}\t{lang}\t{split}\n")
+    write_transcripts(lang_dir / "transcripts.tsv", [
+        Utterance(id=c.id, audio=lang_dir / "wav" / f"{c.id}.wav", text=c.sentence.text, speaker=c.voice.speaker,
+                  language=lang, split=split)
+        for split in ("train", "dev", "test") for c in sorted(selection.get(split, []), key=lambda c: c.id)], lang)
 
     sentences, text_stats = _sentences(lang)
     used_texts = {st.by_id[uid].sentence.text for uid in chosen}
@@ -355,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     add_synthesize_command(sub)
-    folder.add_prepare_command(sub)
+    adapter.add_prepare_command(sub)
     return parser
 
 

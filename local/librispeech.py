@@ -20,14 +20,14 @@ archive `<raw-dir>/<part>.tar.gz` if one is there, else with lhotse's download_l
 without network it stops and says what to place where. It then lists the utterances with
 lhotse's prepare_librispeech (the `<part>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac` tree and
 its `<spk>-<chapter>.trans.txt` files), normalizes the UPPERCASE transcripts and writes the
-folder corpus `<dl-dir>/en/` (see local/folder.py). Stage 1 is the shared folder `prepare`.
+folder corpus `<dl-dir>/en/` (graft.data.adapter). Stage 1 is the shared folder `prepare`.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import folder  # local/folder.py: the shared adapter machinery (first: it puts graft on sys.path)
+from graft.data import adapter  # the machinery every corpus adapter shares
 from graft.utils.errors import GraftError
 
 SUBSETS: dict[str, tuple[list[str], str]] = {
@@ -61,13 +61,13 @@ def get_parts(raw_dir: Path, parts: list[str], base_url: str = BASE_URL) -> Path
     for part in parts:
         archive = raw_dir / f"{part}.tar.gz"
         if not _present(corpus_dir, part) and archive.is_file():
-            folder.extract_archive(archive, raw_dir)
+            adapter.extract_archive(archive, raw_dir)
     missing = [p for p in parts if not _present(corpus_dir, p)]
     if missing:
         from lhotse.recipes import download_librispeech
 
         where = ", ".join(f"{p}.tar.gz" for p in missing)
-        folder.fetch(
+        adapter.fetch(
             f"LibriSpeech {' '.join(missing)} from {base_url}",
             lambda: download_librispeech(raw_dir, dataset_parts=missing, base_url=base_url),
             place=(f"get {where} (https://www.openslr.org/12, mini parts https://www.openslr.org/31) "
@@ -87,14 +87,14 @@ def _transcript_lines(part_dir: Path) -> int:
 
 
 def librispeech_utterances(corpus_dir: Path, split_parts: dict[str, list[str]], language: str = "en",
-                           jobs: int = 1) -> tuple[list[folder.Utterance], folder.ManifestReport]:
+                           jobs: int = 1) -> tuple[list[adapter.Utterance], adapter.ManifestReport]:
     """Utterances of the chosen parts, read with lhotse's prepare_librispeech."""
     from lhotse.recipes import prepare_librispeech
 
     parts = [p for ps in split_parts.values() for p in ps]
     manifests = prepare_librispeech(corpus_dir, dataset_parts=parts, output_dir=None, num_jobs=jobs)
-    report = folder.new_report()
-    utts: list[folder.Utterance] = []
+    report = adapter.new_report()
+    utts: list[adapter.Utterance] = []
     for split, split_ps in split_parts.items():
         for part in split_ps:
             recordings, supervisions = manifests[part]["recordings"], manifests[part]["supervisions"]
@@ -105,7 +105,7 @@ def librispeech_utterances(corpus_dir: Path, split_parts: dict[str, list[str]], 
                     f"{lost} in {corpus_dir / part}")
             for sup in supervisions:
                 rec = recordings[sup.recording_id]
-                utts.append(folder.Utterance(
+                utts.append(adapter.Utterance(
                     id=sup.id, audio=Path(rec.sources[0].source), text=sup.text, speaker=sup.speaker or "",
                     language=language, split=split, sampling_rate=rec.sampling_rate, duration=rec.duration))
     return utts, report
@@ -127,9 +127,9 @@ def download(args: argparse.Namespace) -> dict:
     corpus_dir = get_parts(args.raw_dir, [p for ps in split_parts.values() for p in ps], args.base_url)
     utts, report = librispeech_utterances(corpus_dir, split_parts, args.language, args.jobs)
     source = {"corpus": "LibriSpeech", "dir": str(corpus_dir), "subset": args.subset, **split_parts}
-    return folder.write_corpus(utts, args.dl_dir, args.language, report=report, source=source,
+    return adapter.write_corpus(utts, args.dl_dir, args.language, report=report, source=source,
                                lm_text=args.lm_text)
 
 
 if __name__ == "__main__":
-    folder.main(__doc__, add_download_args, download)
+    adapter.main(__doc__, add_download_args, download)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import folder  # local/folder.py: the shared adapter machinery (first: it puts graft on sys.path)
+from graft.data import adapter  # the machinery every corpus adapter shares
 from graft.utils.errors import GraftError
 
 URL = "http://www.openslr.org/resources/1/waves_yesno.tar.gz"
@@ -36,11 +36,11 @@ def get_waves(raw_dir: Path, url: str = URL) -> Path:
     wav_dir = raw_dir / "waves_yesno"
     archive = raw_dir / "waves_yesno.tar.gz"
     if not _present(wav_dir) and archive.is_file():
-        folder.extract_archive(archive, raw_dir)
+        adapter.extract_archive(archive, raw_dir)
     if not _present(wav_dir):
         from lhotse.recipes import download_yesno
 
-        folder.fetch(f"yesno from {url}", lambda: download_yesno(raw_dir, url=url),
+        adapter.fetch(f"yesno from {url}", lambda: download_yesno(raw_dir, url=url),
                      place=(f"get waves_yesno.tar.gz (https://www.openslr.org/1) into {raw_dir}/, or "
                             f"unpack it so that {wav_dir}/ holds the {NUM_FILES} files like 0_1_0_0_1_0_1_1.wav"),
                      partial_files=[archive])
@@ -50,7 +50,7 @@ def get_waves(raw_dir: Path, url: str = URL) -> Path:
     return wav_dir
 
 
-def yesno_utterances(wav_dir: Path, language: str = "en") -> list[folder.Utterance]:
+def yesno_utterances(wav_dir: Path, language: str = "en") -> list[adapter.Utterance]:
     """The 60 utterances, read with lhotse's prepare_yesno, with train/dev/test splits."""
     from lhotse.recipes import prepare_yesno
 
@@ -58,13 +58,13 @@ def yesno_utterances(wav_dir: Path, language: str = "en") -> list[folder.Utteran
         manifests = prepare_yesno(wav_dir)
     except AssertionError as e:
         raise GraftError(f"{wav_dir}: not the yesno layout (60 files named like 0_1_0_0_1_0_1_1.wav): {e}") from None
-    utts: list[folder.Utterance] = []
+    utts: list[adapter.Utterance] = []
     for part in ("train", "test"):
         recordings, supervisions = manifests[part]["recordings"], manifests[part]["supervisions"]
         for i, sup in enumerate(sorted(supervisions, key=lambda s: s.id)):
             split = "dev" if part == "train" and i % DEV_EVERY == DEV_EVERY - 1 else part
             rec = recordings[sup.recording_id]
-            utts.append(folder.Utterance(
+            utts.append(adapter.Utterance(
                 id=sup.id, audio=Path(rec.sources[0].source), text=sup.text, speaker="yesno",
                 language=language, split=split, sampling_rate=rec.sampling_rate, duration=rec.duration))
     return utts
@@ -83,8 +83,8 @@ def download(args: argparse.Namespace) -> dict:
     utts = yesno_utterances(wav_dir, args.language)
     source = {"corpus": "yesno", "dir": str(wav_dir), "train": "lhotse train (even files) minus dev",
               "dev": f"every {DEV_EVERY}th file of lhotse train", "test": "lhotse test (odd files)"}
-    return folder.write_corpus(utts, args.dl_dir, args.language, source=source, lm_text=args.lm_text)
+    return adapter.write_corpus(utts, args.dl_dir, args.language, source=source, lm_text=args.lm_text)
 
 
 if __name__ == "__main__":
-    folder.main(__doc__, add_download_args, download)
+    adapter.main(__doc__, add_download_args, download)

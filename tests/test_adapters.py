@@ -21,11 +21,11 @@ from corpus_fixtures import (ROOT, graft_tree, make_commonvoice, make_folder, ma
 
 sys.path.insert(0, str(ROOT / "local"))
 import commonvoice  # noqa: E402
-import folder  # noqa: E402
 import librispeech  # noqa: E402
 import yesno  # noqa: E402
 
-from graft.data.folder import read_transcripts  # noqa: E402
+from graft.data import adapter  # noqa: E402
+from graft.data.corpus import read_transcripts  # noqa: E402
 from graft.utils.errors import GraftError  # noqa: E402
 
 CLOSED_URL = "http://127.0.0.1:9"  # nothing listens there: a download fails at once
@@ -173,8 +173,8 @@ def folder_corpus(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _index(audio: Path, table: Path, out: Path, **kw) -> dict:
-    utts, report = folder.folder_utterances(audio, table, "en")
-    return folder.write_corpus(utts, out, "en", report=report, **kw)
+    utts, report = adapter.folder_utterances(audio, table, "en")
+    return adapter.write_corpus(utts, out, "en", report=report, **kw)
 
 
 def test_folder_counts_odd_files_and_draws_splits(folder_corpus, tmp_path):
@@ -224,30 +224,30 @@ def _table(tmp_path: Path, *lines: str) -> Path:
 def test_folder_table_errors_name_the_line(folder_corpus, tmp_path, lines, message):
     audio, _ = folder_corpus
     with pytest.raises(GraftError, match=message):
-        folder.folder_utterances(audio, _table(tmp_path, *lines), "en")
+        adapter.folder_utterances(audio, _table(tmp_path, *lines), "en")
 
 
 def test_folder_split_errors(folder_corpus, tmp_path):
     audio, _ = folder_corpus
     only_train_test = _table(tmp_path, "id\ttext\tsplit", "utt00\tone\ttrain", "utt01\ttwo\ttest")
-    utts, _ = folder.folder_utterances(audio, only_train_test, "en")
+    utts, _ = adapter.folder_utterances(audio, only_train_test, "en")
     with pytest.raises(GraftError, match="no dev utterances"):
-        folder.write_corpus(utts, tmp_path / "x", "en")
+        adapter.write_corpus(utts, tmp_path / "x", "en")
     mixed = _table(tmp_path, "id\ttext\tsplit", "utt00\tone\ttrain", "utt01\ttwo\t")
-    utts, _ = folder.folder_utterances(audio, mixed, "en")
+    utts, _ = adapter.folder_utterances(audio, mixed, "en")
     with pytest.raises(GraftError, match="some utterances have a split"):
-        folder.write_corpus(utts, tmp_path / "x", "en")
+        adapter.write_corpus(utts, tmp_path / "x", "en")
     for twin in ("a", "b"):
         (tmp_path / "twins" / twin).mkdir(parents=True)
         shutil.copy(audio / "utt00.wav", tmp_path / "twins" / twin / "utt00.wav")
     with pytest.raises(GraftError, match="matches 2 audio files"):
-        folder.folder_utterances(tmp_path / "twins", _table(tmp_path, "id\ttext", "utt00\tone"), "en")
+        adapter.folder_utterances(tmp_path / "twins", _table(tmp_path, "id\ttext", "utt00\tone"), "en")
 
 
 def test_folder_rows_of_another_language_are_counted_not_kept(folder_corpus, tmp_path):
     audio, _ = folder_corpus
     table = _table(tmp_path, "id\ttext\tlanguage", "utt00\tthe cat\ten", "utt01\tkočka spí\tcs", "utt02\ta dog\t")
-    utts, report = folder.folder_utterances(audio, table, "en")
+    utts, report = adapter.folder_utterances(audio, table, "en")
     assert [u.id for u in utts] == ["utt00", "utt02"]
     assert report.skipped["other language"] == 1
     assert str(audio / "utt01.wav") not in report.skipped_examples["audio without transcript"]

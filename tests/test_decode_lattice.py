@@ -32,8 +32,8 @@ from graft.decode.nbest_rescore import (
     write_nbest,
 )
 from graft.decode.search import Hypothesis
-from graft.decode.symbols import invert, pieces_to_words
-from graft.score.text import read_text
+from graft.lang.symbols import invert, pieces_to_words
+from graft.data.kaldi_text import read_text
 from graft.utils.errors import GraftError
 
 TOKENS = {"<blk>": 0, "x": 1, "y": 2, "z": 3, "w": 4}

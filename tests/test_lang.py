@@ -17,7 +17,8 @@ import pytest
 
 from graft.lang import graphs
 from graft.lang.bpe import load_bpe, read_tokens
-from graft.lang.lexicon import add_disambig, read_lexicon, read_symbol_table
+from graft.lang.lexicon import add_disambig, read_lexicon
+from graft.lang.symbols import read_symbols as read_symbol_table
 from graft.lang.ngram import ArpaLM, evaluate_text
 from graft.lang.prepare import prepare_lang
 from graft.utils.errors import GraftError

@@ -12,7 +12,7 @@ import soundfile as sf
 from lhotse import CutSet, load_manifest
 
 from graft.data.features import compute_fbank_for_split, subset_with_features
-from graft.data.folder import folder_to_manifests, nested_subsets
+from graft.data.manifests import folder_to_manifests, nested_subsets
 from graft.utils.errors import GraftError, MissingStageError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import pytest
 from graft.decode.nbest_rescore import NbestEntry, NbestHyp, write_nbest
 from graft.score.kaldi_files import errors_text, per_utt_text, wer_file_text
 from graft.score.run import ScoreConfig, score_method
-from graft.score.text import read_text, write_text
+from graft.data.kaldi_text import read_text, write_text
 from graft.score.weights import parse_weights, weight_label
 from graft.score.wer import align, edit_counts, score_utterances
 from graft.utils.errors import GraftError

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make a recipe for a new corpus: egs/NAME/ASR/run.sh and the adapter local/NAME.py, from
-# utils/templates/ (run.sh.in, adapter.py.in). See docs/adding_a_corpus.md.
+# utils/templates/ (run.sh.in, adapter.py.in). See the README, "Bring your own corpus".
 #
 #   utils/new_recipe.sh mycorpus
 #   utils/new_recipe.sh --audio-dir /data/mycorpus/wav --transcripts /data/mycorpus/text.tsv \

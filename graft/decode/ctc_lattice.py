@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from graft.decode.lattice_rescore import LatticeArrays, best_paths
-from graft.decode.symbols import invert, read_symbols
+from graft.lang.symbols import invert, read_symbols
 from graft.utils.errors import GraftError
 from graft.utils.io import atomic_dir, atomic_write
 from graft.utils.logging import get_logger

@@ -36,7 +36,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from graft.decode.symbols import read_symbols, tokens_to_words
+from graft.lang.symbols import read_symbols, tokens_to_words
 from graft.utils.errors import GraftError
 from graft.utils.io import atomic_write
 from graft.utils.logging import get_logger

@@ -31,8 +31,8 @@ from tqdm import tqdm
 from graft.decode.ctc_lattice import LatticeDecodeConfig, decode_lattices, middle_lm_weight
 from graft.decode.nbest_rescore import nbest_entry, write_nbest
 from graft.decode.search import ctc_greedy_search, greedy_search, modified_beam_search
-from graft.decode.symbols import invert, read_symbols, tokens_to_words
-from graft.score.text import write_text
+from graft.lang.symbols import invert, read_symbols, tokens_to_words
+from graft.data.kaldi_text import write_text
 from graft.utils.errors import GraftError, require_file
 from graft.utils.io import atomic_dir, atomic_write
 from graft.utils.logging import get_logger

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import sentencepiece as spm
 
-from graft.lang.lexicon import read_symbol_table
+from graft.lang.symbols import read_symbols
 from graft.utils.errors import GraftError
 from graft.utils.io import atomic_write
 
@@ -102,5 +102,5 @@ def write_tokens(sp: spm.SentencePieceProcessor, path: str | os.PathLike) -> int
 
 def read_tokens(path: str | os.PathLike) -> dict[str, int]:
     """Read tokens.txt into piece -> id."""
-    return read_symbol_table(path)
+    return read_symbols(path)
 

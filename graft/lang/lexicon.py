@@ -58,17 +58,6 @@ def write_symbol_table(table: dict[str, int], path: str | os.PathLike) -> None:
             f.write(f"{sym} {i}\n")
 
 
-def read_symbol_table(path: str | os.PathLike) -> dict[str, int]:
-    """Read a `<symbol> <id>` table (tokens.txt, words.txt) into symbol -> id."""
-    table: dict[str, int] = {}
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            raise GraftError(f"{path}:{n}: expected '<symbol> <id>', got {line!r}")
-        table[parts[0]] = int(parts[1])
-    return table
-
-
 def bpe_lexicon(words: Iterable[str], sp) -> Lexicon:
     """Each word with its BPE pieces (as in tokens.txt; a character the model lacks is `<unk>`)."""
     return [(w, [sp.id_to_piece(i) for i in sp.encode(w)]) for w in words]

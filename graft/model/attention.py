@@ -20,54 +20,66 @@ from torch import Tensor, nn
 
 
 def _sinusoids(positions: Tensor, dim: int) -> Tensor:
-    """(L,) float positions -> (L, dim) sin/cos embedding (dim must be even)."""
-    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    angles = positions.float().unsqueeze(1) * inv_freq.unsqueeze(0)
-    emb = torch.zeros(positions.numel(), dim)
-    emb[:, 0::2] = torch.sin(angles)
-    emb[:, 1::2] = torch.cos(angles)
-    return emb
+    """(L,) float positions -> (L, dim) sin/cos embedding, sin in even columns (dim even).
+
+    Built from elementwise ops, stack and reshape only (no cache, no index assignment), so
+    an exported graph computes it for the length of its input: no position-table limit.
+    """
+    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device)
+                         * (-math.log(10000.0) / dim))
+    angles = positions.float().unsqueeze(1) * inv_freq.unsqueeze(0)          # (L, dim/2)
+    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).reshape(-1, dim)
 
 
 class RelPositionalEncoding(nn.Module):
-    """Sinusoidal embeddings of relative offsets T-1, T-2, ..., -(T-1): shape (2T-1, dim)."""
+    """Sinusoidal embeddings of relative offsets T-1, T-2, ..., -(T-1): shape (2T-1, dim).
+
+    Computed for every call (about 1 ms for T = 1500 at dim 144, once per encoder forward).
+    """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
-        self._cache: Tensor | None = None
 
     def forward(self, length: int) -> Tensor:
-        cache = self._cache
-        if cache is None or cache.size(0) < 2 * length - 1:
-            n = max(length, 256)
-            cache = _sinusoids(torch.arange(n - 1, -n, -1), self.dim)
-            self._cache = cache
-        mid = cache.size(0) // 2                        # row of offset 0
-        return cache[mid - (length - 1): mid + length]
+        return _sinusoids(torch.arange(length - 1, -length, -1), self.dim)
 
 
 class AbsPositionalEncoding(nn.Module):
-    """Sinusoidal absolute positions added to the input: x + pe[:T]."""
+    """Sinusoidal absolute positions added to the input: x + pe[:T] (computed for any T)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
-        self._cache: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        length = x.size(1)
-        if self._cache is None or self._cache.size(0) < length:
-            self._cache = _sinusoids(torch.arange(max(length, 1024)), self.dim)
-        return x + self._cache[:length].to(dtype=x.dtype, device=x.device)
+        pe = _sinusoids(torch.arange(x.size(1), device=x.device), self.dim)
+        return x + pe.to(dtype=x.dtype)
+
+
+def _exporting() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def rel_shift_gather(scores: Tensor) -> Tensor:
+    """`rel_shift` as a gather with indices computed from T: the form that exports to ONNX."""
+    t = scores.size(-2)
+    cols = torch.arange(t, device=scores.device)
+    index = cols.unsqueeze(0) - cols.unsqueeze(1) + (t - 1)                 # [i, j] = T-1-i+j
+    return scores.gather(-1, index.expand(scores.shape[:-1] + (t,)))
 
 
 def rel_shift(scores: Tensor) -> Tensor:
     """(..., T, 2T-1) scores against offsets T-1..-(T-1) -> (..., T, T) with [i, j] at offset i-j.
 
     Offset i - j sits in column T-1-i+j, so row i is a length-T window starting at column
-    T-1-i: a strided view (row stride 2T-2) of the contiguous input.
+    T-1-i: a strided view (row stride 2T-2) of the contiguous input. `as_strided` with
+    length-dependent strides does not trace, so while tracing or exporting the same values
+    come from `rel_shift_gather` (equal to the view exactly). Eager code keeps the view: at
+    T = 1500 it added 28 ms per layer against 72 ms for the gather (4 heads, 1 thread).
     """
+    if _exporting():
+        return rel_shift_gather(scores)
     scores = scores.contiguous()
     *lead, t, t2 = scores.shape
     assert t2 == 2 * t - 1, scores.shape

@@ -96,13 +96,23 @@ def _check(conf: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def load_model_conf(name_or_path: str | os.PathLike) -> dict[str, Any]:
-    """A preset name ("tiny", "small", ...) or a yaml path -> the full conf (defaults filled in)."""
+    """A preset name ("tiny", "small", ...) or a yaml path -> the full conf (defaults filled in).
+
+    A bare name (no directory part, no .yaml/.yml suffix) is a preset when conf/model/ has
+    it, so a folder or file named `small` in the current directory does not shadow the preset;
+    otherwise a bare name is read as a file if one exists there.
+    """
     text = str(name_or_path)
     path = Path(text)
-    if not (path.suffix in (".yaml", ".yml") or path.exists()):
-        path = CONF_DIR / f"{text}.yaml"
-        if not path.exists():
-            raise GraftError(f"unknown model preset {text!r} (no {path}); presets: {presets()}")
+    bare = path.suffix not in (".yaml", ".yml") and len(path.parts) == 1
+    if bare:
+        preset = CONF_DIR / f"{text}.yaml"
+        if preset.is_file():
+            path = preset
+        elif not path.is_file():
+            raise GraftError(f"unknown model preset {text!r} (no {preset}); presets: {presets()}")
+    if path.is_dir():
+        raise GraftError(f"model conf {path} is a directory, not a yaml file")
     if not path.exists():
         raise GraftError(f"model conf {path} does not exist")
     with open(path, encoding="utf-8") as f:

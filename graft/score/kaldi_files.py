@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from graft.score.text import format_text
+from graft.data.kaldi_text import format_text
 from graft.score.wer import ErrorCounts, ScoreDetail, UttAlignment
 
 GAP = "***"

@@ -43,10 +43,10 @@ from typing import Sequence
 
 from graft.decode.lattice_rescore import read_scp, rescore_lattices
 from graft.decode.nbest_rescore import DEFAULT_OOV_COST, NBEST_NAME, WordLm, read_nbest, rescore_nbest
-from graft.decode.symbols import invert, read_symbols
+from graft.lang.symbols import invert, read_symbols
 from graft.score.kaldi_files import result_files
 from graft.score.select import Pair, Selection, SetScore, select_weights, summary_markdown
-from graft.score.text import read_text
+from graft.data.kaldi_text import read_text
 from graft.score.wer import score_utterances
 from graft.score.weights import weight_label
 from graft.utils.errors import GraftError, MissingStageError

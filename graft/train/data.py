@@ -41,57 +41,13 @@ from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler, SpecAugmen
 from lhotse.utils import LOG_EPSILON
 
 from graft.data.features import make_extractor
+from graft.lang.langdir import LangDir
 from graft.utils.errors import GraftError, MissingStageError, require_file
 from graft.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 SPEED_FACTORS = (0.9, 1.1)
-
-
-@dataclass
-class Lang:
-    """The BPE side of a lang dir: token ids are sentencepiece ids, `<blk>` is blank."""
-
-    lang_dir: Path
-    vocab_size: int
-    blank_id: int
-    sp: Any = field(repr=False)
-
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        return self.sp.encode(texts, out_type=int)
-
-    def info(self) -> dict[str, Any]:
-        return {"lang_dir": str(self.lang_dir), "vocab_size": self.vocab_size, "blank_id": self.blank_id}
-
-
-def load_lang(lang_dir: str | Path) -> Lang:
-    """Read bpe.model and tokens.txt (vocab size = lines of tokens.txt); stage 3 writes them."""
-    import sentencepiece as spm
-
-    lang_dir = Path(lang_dir)
-    if not lang_dir.is_dir():
-        raise MissingStageError(f"missing lang dir {lang_dir} (written by stage 3: run ./run.sh --stage 3)")
-    bpe = require_file(lang_dir / "bpe.model", stage=3, what="BPE model")
-    tokens_txt = require_file(lang_dir / "tokens.txt", stage=3, what="token list")
-    tokens = [line.split() for line in tokens_txt.read_text(encoding="utf-8").splitlines() if line.strip()]
-    vocab_size = len(tokens)
-    blank = [int(t[1]) for t in tokens if len(t) == 2 and t[0] == "<blk>"]
-    blank_id = blank[0] if blank else 0
-    lang_json = lang_dir / "lang.json"
-    if lang_json.exists():
-        meta = json.loads(lang_json.read_text(encoding="utf-8"))
-        if int(meta.get("vocab_size", vocab_size)) != vocab_size:
-            raise GraftError(f"{lang_json} says vocab_size {meta['vocab_size']} but {tokens_txt} "
-                             f"has {vocab_size} lines: re-run stage 3")
-        blank_id = int(meta.get("blank_id", blank_id))
-    sp = spm.SentencePieceProcessor(model_file=str(bpe))
-    if sp.get_piece_size() != vocab_size:
-        raise GraftError(f"{bpe} has {sp.get_piece_size()} pieces but {tokens_txt} has "
-                         f"{vocab_size} lines: the lang dir is inconsistent, re-run stage 3")
-    if blank_id != 0:
-        raise GraftError(f"{tokens_txt}: <blk> must be id 0 (found {blank_id})")
-    return Lang(lang_dir, vocab_size, blank_id, sp)
 
 
 def load_cuts(path: str | Path, what: str = "training") -> CutSet:
@@ -149,7 +105,7 @@ def cut_num_frames(cut) -> int:
     return int(round(cut.duration * 100))
 
 
-def filter_cuts(cuts: CutSet, lang: Lang, encoder_frames: Callable[[int], int],
+def filter_cuts(cuts: CutSet, lang: LangDir, encoder_frames: Callable[[int], int],
                 min_duration: float = 0.0, max_duration: float = float("inf"),
                 ctc: bool = False) -> tuple[CutSet, FilterReport]:
     """Drop unusable cuts (see the module docstring); returns the kept cuts and the counts."""
@@ -192,7 +148,7 @@ class AsrDataset(torch.utils.data.Dataset):
     graft.data.features.make_extractor, so both kinds match).
     """
 
-    def __init__(self, lang: Lang, spec_augment: SpecAugment | None = None,
+    def __init__(self, lang: LangDir, spec_augment: SpecAugment | None = None,
                  fbank: Fbank | None = None) -> None:
         self.lang = lang
         self.spec_augment = spec_augment

@@ -3,7 +3,7 @@ running averaging, checkpoints, resume, validation, logging, and DDP.
 
 Usage:
     conf = load_train_conf(cuts_train=..., lang_dir=..., exp_dir=...)     # graft.train.options
-    lang = load_lang(conf.lang_dir)
+    lang = load_lang_dir(conf.lang_dir)
     model = build_model(load_model_conf("small"), lang.vocab_size)
     result = train(model, conf, lang, model_conf)                         # resumes if it can
 
@@ -52,7 +52,8 @@ from graft.data.features import make_extractor
 from graft.train.average import RunningAverage
 from graft.train.checkpoint import (compare_state_dict, latest_checkpoint, prune_step_checkpoints,
                                     read_checkpoint, remove_stale_temporaries, save_checkpoint)
-from graft.train.data import (AsrDataset, Lang, add_speed_perturbed, filter_cuts, load_cuts,
+from graft.lang.langdir import LangDir
+from graft.train.data import (AsrDataset, add_speed_perturbed, filter_cuts, load_cuts,
                               make_dev_sampler, make_loader, make_train_sampler)
 from graft.train.ddp import (DistInfo, all_gather_object, all_reduce_max, all_reduce_sum,
                              init_distributed, wrap_model)
@@ -125,7 +126,7 @@ class _Stats:
 class Trainer:
     """One training run in exp_dir (see the module docstring); `train()` is the entry point."""
 
-    def __init__(self, model: nn.Module, conf: TrainConfig, lang: Lang, model_conf: dict[str, Any],
+    def __init__(self, model: nn.Module, conf: TrainConfig, lang: LangDir, model_conf: dict[str, Any],
                  param_groups: list[dict[str, Any]] | None = None, extra_loss_fn: ExtraLossFn | None = None,
                  dist_info: DistInfo | None = None, checkpoint_extra: dict[str, Any] | None = None) -> None:
         self.conf = conf
@@ -508,7 +509,7 @@ class Trainer:
                            dict(self.skipped), self.last_checkpoint, self.history)
 
 
-def train(model: nn.Module, conf: TrainConfig, lang: Lang, model_conf: dict[str, Any], *,
+def train(model: nn.Module, conf: TrainConfig, lang: LangDir, model_conf: dict[str, Any], *,
           param_groups: list[dict[str, Any]] | None = None, extra_loss_fn: ExtraLossFn | None = None,
           dist_info: DistInfo | None = None, checkpoint_extra: dict[str, Any] | None = None) -> TrainResult:
     """Train `model` on conf.cuts_train into conf.exp_dir (resuming from its latest checkpoint).

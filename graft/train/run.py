@@ -9,7 +9,7 @@ fresh run starts from the same weights); under torchrun, DDP copies rank 0's wei
 """
 from __future__ import annotations
 
-from graft.train.data import load_lang
+from graft.lang.langdir import load_lang_dir
 from graft.train.ddp import cleanup_distributed, init_distributed
 from graft.train.loop import TrainResult, train
 from graft.train.options import TrainConfig
@@ -22,7 +22,7 @@ def run_training(conf: TrainConfig) -> TrainResult:
 
     dist_info = init_distributed(conf.device)
     try:
-        lang = load_lang(conf.lang_dir)
+        lang = load_lang_dir(conf.lang_dir)
         model_conf = load_model_conf(conf.model_conf)
         seed_everything(conf.seed)
         model = build_model(model_conf, vocab_size=lang.vocab_size, blank_id=lang.blank_id)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graft.train.data import Lang, load_lang
+from graft.lang.langdir import LangDir, load_lang_dir
 from graft.transfer.freeze import StepFreezer
 from graft.transfer.mix import MixReport, mix_cuts
 from graft.transfer.plan import (TransferPlan, apply_plan, format_plan, freeze_whole_run,
@@ -78,7 +78,7 @@ class TransferSetup:
 
     model: nn.Module
     model_conf: dict[str, Any]
-    lang: Lang
+    lang: LangDir
     plan: TransferPlan
     source: Source
     param_groups: list[dict[str, Any]]
@@ -123,7 +123,7 @@ def prepare_transfer(source: SourceSpec | Source, rules: TransferRules, lang_dir
     from graft.model.build import build_model
     from graft.train.rng import seed_everything
 
-    lang = load_lang(lang_dir)                       # MissingStageError naming stage 3
+    lang = load_lang_dir(lang_dir)                       # MissingStageError naming stage 3
     src = source if isinstance(source, Source) else load_source(source)
     conf = _model_conf(model_conf, src)
     vocab = match_vocab(src.tokens, Path(lang_dir) / "tokens.txt")

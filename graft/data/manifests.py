@@ -1,7 +1,6 @@
-"""Folder corpus -> Lhotse manifests (stage 1 for the demo and for any folder of audio).
+"""Folder corpus -> Lhotse manifests (stage 1 of every recipe).
 
-A folder corpus is a `transcripts.tsv` (header `id audio text speaker language split`, tab
-separated; `speaker`, `language`, `split` optional) with audio paths relative to the tsv.
+The folder corpus is stage 0's `transcripts.tsv` (read by graft.data.corpus).
 
 Usage:
     report = folder_to_manifests("data/corpus/cs/transcripts.tsv", "data/manifests/cs",
@@ -16,7 +15,6 @@ Audio at another sample rate is resampled to 16 kHz (and counted).
 """
 from __future__ import annotations
 
-import csv
 import json
 import random
 from collections import Counter
@@ -28,6 +26,7 @@ from lhotse.qa import validate_recordings_and_supervisions
 from lhotse.utils import fastcopy
 from tqdm import tqdm
 
+from graft.data.corpus import Utterance, read_transcripts
 from graft.data.text import normalize
 from graft.utils.errors import GraftError, require_file
 from graft.utils.io import atomic_path, atomic_write
@@ -36,19 +35,6 @@ from graft.utils.logging import get_logger
 log = get_logger(__name__)
 
 SAMPLE_RATE = 16000
-REQUIRED_COLUMNS = ("id", "audio", "text")
-
-
-@dataclass
-class FolderRow:
-    """One line of transcripts.tsv."""
-
-    id: str
-    audio: Path
-    text: str
-    speaker: str
-    language: str
-    split: str
 
 
 @dataclass
@@ -80,38 +66,7 @@ class ManifestReport:
         }
 
 
-def read_transcripts(tsv: str | Path, language: str | None = None) -> list[FolderRow]:
-    """Read a transcripts.tsv; raise GraftError on a missing column or a duplicate id."""
-    tsv = require_file(tsv, stage=0, what="the corpus transcript table")
-    rows: list[FolderRow] = []
-    seen: dict[str, int] = {}
-    with open(tsv, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise GraftError(f"{tsv}: missing column(s) {', '.join(missing)} in the header "
-                             f"(need {' '.join(REQUIRED_COLUMNS)} [speaker language split])")
-        for lineno, r in enumerate(reader, start=2):
-            uid = (r.get("id") or "").strip()
-            if not uid:
-                raise GraftError(f"{tsv}:{lineno}: empty id")
-            if uid in seen:
-                raise GraftError(f"{tsv}:{lineno}: duplicate id '{uid}' (first on line {seen[uid]})")
-            seen[uid] = lineno
-            rows.append(FolderRow(
-                id=uid,
-                audio=(tsv.parent / (r.get("audio") or "").strip()),
-                text=r.get("text") or "",
-                speaker=(r.get("speaker") or "").strip() or uid,
-                language=(r.get("language") or "").strip() or (language or ""),
-                split=(r.get("split") or "").strip() or "train",
-            ))
-    if not rows:
-        raise GraftError(f"{tsv}: no utterances")
-    return rows
-
-
-def _load_recording(row: FolderRow, report: ManifestReport) -> Recording | None:
+def _load_recording(row: Utterance, report: ManifestReport) -> Recording | None:
     """A Recording for the row's audio, checked to decode and be non-empty; None if skipped."""
     if not row.audio.is_file():
         report.skip("missing audio", str(row.audio))
