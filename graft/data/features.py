@@ -10,20 +10,31 @@ Usage:
 The cuts are cut into chunks of `chunk_size`; each chunk is computed by one worker process
 (torch limited to one thread, which the stack notes measured 3-6x faster than the default)
 into `<storage_dir>/chunk-NNNN.lca` plus a chunk manifest written last, atomically. A killed
-run resumes: finished chunks are not recomputed. The split's manifest is written at the end.
+run resumes: finished chunks (manifest and .lca both present) are not recomputed, and the
+temporaries a killed run left (`.tmp-<pid>-*` of a process that is gone) are removed. The
+split's manifest is written at the end.
+
+Faults: the workers die with the process that started them (PR_SET_PDEATHSIG on Linux, a
+parent watch elsewhere), so a killed stage leaves no orphan holding the recipe's log pipe; a
+worker that dies is a GraftError (not a BrokenProcessPool); a full, read-only or unwritable
+disk is one line naming the path. In every case a re-run resumes from the finished chunks.
 """
 from __future__ import annotations
 
 import os
+import re
+import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, load_manifest_lazy
 from tqdm import tqdm
 
-from graft.utils.errors import GraftError, require_file
+from graft.utils.errors import GraftError, disk_error, require_file
 from graft.utils.io import atomic_path
 from graft.utils.logging import get_logger
 
@@ -35,6 +46,34 @@ NUM_MEL_BINS = 80
 def make_extractor(num_mel_bins: int = NUM_MEL_BINS) -> Fbank:
     """The feature extractor every recipe uses (Kaldi-compatible 25 ms / 10 ms fbank)."""
     return Fbank(FbankConfig(num_filters=num_mel_bins))
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the process that started it ends.
+
+    Linux: the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG). Elsewhere
+    a daemon thread polls the parent pid. Either way an orphan never outlives a killed stage
+    (it would keep the recipe's log pipe open, and `run.sh` would never return).
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            armed = False
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="graft-parent-watch").start()
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 def _compute_chunk(cuts_path: str, first: int, last: int, storage: str, manifest: str,
@@ -54,6 +93,44 @@ def _compute_chunk(cuts_path: str, first: int, last: int, storage: str, manifest
     return sum(c.duration for c in done)
 
 
+_TMP_RE = re.compile(r"^\.tmp-(\d+)-")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(*dirs: Path) -> list[Path]:
+    """Delete `.tmp-<pid>-*` files (graft.utils.io's temporaries) whose process is gone."""
+    removed = []
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        for p in d.glob(".tmp-*"):
+            m = _TMP_RE.match(p.name)
+            if m and p.is_file() and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    if removed:
+        log.info("removed %d temporary file(s) a killed run left, e.g. %s", len(removed), removed[0])
+    return removed
+
+
+def _chunk_done(storage: str, manifest: str) -> bool:
+    """A chunk is finished when its manifest (written last) and its feature file both exist."""
+    lca = Path(storage)
+    return Path(manifest).is_file() and lca.is_file() and lca.stat().st_size > 0
+
+
+RESUME_HINT = "then run stage 2 again (steps/compute_fbank.py): the finished chunks are kept and it resumes"
+
+
 def compute_fbank_for_split(
     cuts_in: str | Path,
     cuts_out: str | Path,
@@ -64,9 +141,15 @@ def compute_fbank_for_split(
     """Compute and store fbank for every cut of `cuts_in`; write `cuts_out`. Return figures."""
     cuts_in = require_file(cuts_in, stage=1, what="the cuts manifest")
     cuts_out = Path(cuts_out)
+    if chunk_size < 1 or num_jobs < 1:
+        raise GraftError(f"--chunk-size and --jobs must be >= 1 (got {chunk_size} and {num_jobs})")
     name = cuts_out.name.removesuffix(".jsonl.gz").removeprefix("cuts_")
     storage_dir = cuts_out.parent / f"feats_{name}"
-    storage_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        storage_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise disk_error(e, storage_dir, RESUME_HINT) or e
+    remove_stale_temporaries(storage_dir, cuts_out.parent)
     cuts = CutSet.from_file(cuts_in)
     if len(cuts) == 0:
         raise GraftError(f"{cuts_in}: no cuts")
@@ -76,7 +159,7 @@ def compute_fbank_for_split(
     for i, first in enumerate(range(0, len(cuts), chunk_size)):
         stem = storage_dir / f"chunk-{i:04d}"
         chunks.append((first, min(first + chunk_size, len(cuts)), f"{stem}.lca", f"{stem}.jsonl.gz"))
-    todo = [c for c in chunks if not Path(c[3]).exists()]
+    todo = [c for c in chunks if not _chunk_done(c[2], c[3])]
     if len(todo) < len(chunks):
         log.info("%s: resuming, %d of %d chunks already done", cuts_out, len(chunks) - len(todo), len(chunks))
 
@@ -85,27 +168,48 @@ def compute_fbank_for_split(
     done_seconds = 0.0
     bar = tqdm(total=round(total_seconds), desc=f"fbank {name}", unit="s audio", smoothing=0.1)
     bar.update(round(total_seconds - sum(sum(durations[c[0]:c[1]]) for c in todo)))
-    if num_jobs <= 1 or len(todo) <= 1:
-        for first, last, storage, manifest in todo:
-            sec = _compute_chunk(str(cuts_in), first, last, storage, manifest, num_mel_bins)
-            done_seconds += sec
-            bar.update(round(sec))
-    else:
-        with ProcessPoolExecutor(num_jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_compute_chunk, str(cuts_in), *c, num_mel_bins) for c in todo]
-            for fut in futures:
-                sec = fut.result()
+    current = storage_dir
+    try:
+        if num_jobs <= 1 or len(todo) <= 1:
+            for first, last, storage, manifest in todo:
+                current = Path(storage)
+                sec = _compute_chunk(str(cuts_in), first, last, storage, manifest, num_mel_bins)
                 done_seconds += sec
                 bar.update(round(sec))
-    bar.close()
+        else:
+            with ProcessPoolExecutor(num_jobs, mp_context=get_context("spawn"),
+                                     initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+                futures = [pool.submit(_compute_chunk, str(cuts_in), *c, num_mel_bins) for c in todo]
+                for c, fut in zip(todo, futures):
+                    current = Path(c[2])
+                    sec = fut.result()
+                    done_seconds += sec
+                    bar.update(round(sec))
+    except BrokenProcessPool:
+        finished = sum(_chunk_done(c[2], c[3]) for c in chunks)
+        raise GraftError(
+            f"a feature worker process died while computing {storage_dir} (killed by a signal, "
+            f"or by the kernel when memory ran out: see `dmesg`; fewer --jobs need less memory); "
+            f"{finished} of {len(chunks)} chunks are finished and kept: run stage 2 again to "
+            f"resume") from None
+    except OSError as e:
+        translated = disk_error(e, current, RESUME_HINT)
+        if translated is None:
+            raise
+        raise translated from None
+    finally:
+        bar.close()
     elapsed = time.time() - t0
 
     parts = [CutSet.from_file(c[3]) for c in chunks]
     combined = CutSet.from_cuts(cut for part in parts for cut in part)
     if len(combined) != len(cuts):
         raise GraftError(f"{storage_dir}: chunk manifests hold {len(combined)} cuts, expected {len(cuts)}")
-    with atomic_path(cuts_out) as tmp:
-        combined.to_file(tmp)
+    try:
+        with atomic_path(cuts_out) as tmp:
+            combined.to_file(tmp)
+    except OSError as e:
+        raise disk_error(e, cuts_out, RESUME_HINT) or e
     rate = done_seconds / elapsed if elapsed > 0 else float("nan")
     log.info("%s: %d cuts, %.2f h of audio; computed %.0f s of audio in %.1f s (%.0f s/s, %d jobs)",
              cuts_out, len(combined), total_seconds / 3600, done_seconds, elapsed, rate, num_jobs)

@@ -2,8 +2,8 @@
 a model for decoding (with epoch averaging or the running average).
 
 Usage:
-    save_checkpoint(exp_dir / "checkpoint-400.pt", state)        # atomic
-    path = latest_checkpoint(exp_dir)                            # highest step, or None
+    save_checkpoint(exp_dir / "checkpoint-400.pt", state)        # atomic; disk full -> GraftError
+    path = latest_checkpoint(exp_dir)           # highest step that loads (skips a corrupt one), or None
     ckpt = read_checkpoint(path)
     load_state_dict_checked(model, ckpt["model"], source=str(path))   # names each mismatch
     model, info = load_model_for_decoding("exp/en_small", epoch=4, avg=2)
@@ -19,6 +19,7 @@ are done; epoch-N.pt holds epoch N (0-based), batches_done 0, i.e. "start epoch 
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from graft.train.average import average_state_dicts, interval_average
-from graft.utils.errors import GraftError
+from graft.utils.errors import GraftError, disk_error
 from graft.utils.io import atomic_path
 from graft.utils.logging import get_logger
 
@@ -40,10 +41,25 @@ _STEP_RE = re.compile(r"^checkpoint-(\d+)\.pt$")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """torch.save `state` to `path` atomically (a reader never sees a partial file)."""
+    """torch.save `state` to `path` atomically (a reader never sees a partial file).
+
+    A full, read-only or unwritable disk is a GraftError naming the path (torch's own message
+    would be "enforce fail ... unexpected pos"): torch writes through a Python file, whose
+    OSError keeps its errno; the temporary is removed and older checkpoints stay.
+    """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                torch.save({"format": FORMAT, **state}, f)
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as e:
+        translated = disk_error(e, path, f"then run training again: it resumes from the newest "
+                                         f"checkpoint in {path.parent}")
+        if translated is None:
+            raise
+        raise translated from None
     return path
 
 
@@ -91,13 +107,49 @@ def checkpoint_step(path: Path) -> int:
     return int(read_checkpoint(path, mmap=True)["progress"]["step"])
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint at `path` cannot be resumed from (truncated, corrupt, foreign), or
+    None when it loads (its tensors are memory-mapped, not read)."""
+    try:
+        ckpt = read_checkpoint(path, mmap=True)
+    except GraftError as e:
+        return str(e)
+    prog = ckpt.get("progress")
+    if not isinstance(prog, dict) or "step" not in prog:
+        return f"{path} has no training progress (not a graft training checkpoint)"
+    return None
+
+
 def latest_checkpoint(exp_dir: str | Path) -> Path | None:
-    """The checkpoint with the highest step (an epoch checkpoint wins a tie), or None."""
-    candidates = [(checkpoint_step(p), 1, p) for p in epoch_checkpoints(exp_dir).values()]
+    """The newest checkpoint that loads: highest step first (an epoch checkpoint wins a tie).
+
+    A checkpoint that does not load (truncated, corrupt, not a checkpoint) is skipped with a
+    warning naming it and why, and the next older one is tried. None when exp_dir has no
+    checkpoint; GraftError when it has some and none of them loads (nothing is deleted).
+    """
+    candidates: list[tuple[int, int, Path]] = []
+    skipped: list[tuple[Path, str]] = []
+    for p in epoch_checkpoints(exp_dir).values():
+        try:
+            candidates.append((checkpoint_step(p), 1, p))
+        except (GraftError, KeyError, TypeError, ValueError) as e:
+            skipped.append((p, str(e) if isinstance(e, GraftError) else f"{p} has no training progress"))
     candidates += [(s, 0, p) for s, p in step_checkpoints(exp_dir).items()]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda c: (c[0], c[1]))[2]
+    chosen = None
+    for _, _, p in sorted(candidates, key=lambda c: (c[0], c[1]), reverse=True):
+        problem = checkpoint_problem(p)
+        if problem is None:
+            chosen = p
+            break
+        skipped.append((p, problem))
+    for p, why in skipped:
+        log.warning(f"skipping checkpoint {p}, it does not load ({why}); "
+                    + (f"using {chosen} instead" if chosen else "trying older ones"))
+    if chosen is None and skipped:
+        names = ", ".join(str(p) for p, _ in skipped)
+        raise GraftError(f"no checkpoint in {exp_dir} loads ({names}; first: {skipped[0][1]}): "
+                         f"move them away to start from scratch, or use a new --exp-dir")
+    return chosen
 
 
 def prune_step_checkpoints(exp_dir: str | Path, keep_last_k: int) -> list[Path]:
@@ -240,7 +292,8 @@ def load_model_for_decoding(exp_dir: str | Path, epoch: int | None = None, avg: 
     load_state_dict_checked(model, state, source=", ".join(used))
     model.to(device).eval()
     info = {"model_conf": ckpt["model_conf"], "vocab_size": int(lang["vocab_size"]),
-            "blank_id": int(lang["blank_id"]), "lang_dir": lang.get("lang_dir"), "epoch": epoch,
+            "blank_id": int(lang["blank_id"]), "lang_dir": lang.get("lang_dir"),
+            "fingerprint": lang.get("fingerprint"), "exp_dir": str(exp_dir), "epoch": epoch,
             "avg": avg, "use_averaged_model": use_averaged_model,
             "step": int(ckpt["progress"]["step"]), "checkpoints": used}
     return model, info

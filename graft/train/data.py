@@ -3,7 +3,7 @@ and the samplers/loaders.
 
 Usage:
     lang = load_lang("data/lang/en_bpe500")                         # stage 3 output
-    cuts = load_cuts("data/fbank/en/cuts_train.jsonl.gz", "training")  # stage 2 output
+    cuts = load_cuts("data/fbank/en/cuts_train.jsonl.gz", "training")  # stage 2 output, files checked
     cuts = add_speed_perturbed(cuts)                                  # optional, see below
     cuts, report = filter_cuts(cuts, lang, encoder_frames=lambda t: (t - 7) // 4)
     dataset = AsrDataset(lang, spec_augment=SpecAugment())
@@ -50,12 +50,44 @@ log = get_logger(__name__)
 SPEED_FACTORS = (0.9, 1.1)
 
 
+def rebuild_hint(path: str | Path) -> str:
+    """What to do when stage 2's features (the manifest or feature file `path`) are gone."""
+    return (f"they are written by stage 2 (steps/compute_fbank.py, under {Path(path).parent}): rebuild "
+            f"them with `./run.sh --stage 2 --stop-stage 2 --force true` (it recomputes only what is "
+            f"missing), then run this stage again: training resumes from its last checkpoint")
+
+
+def check_feature_files(cuts: CutSet, path: str | Path) -> None:
+    """GraftError naming the stage that writes them if feature files of `cuts` are missing."""
+    missing: dict[str, str] = {}
+    seen: set[str] = set()
+    for c in cuts:
+        if not c.has_features:
+            continue
+        f = str(c.features.storage_path)
+        if f in seen:
+            continue
+        seen.add(f)
+        if c.features.storage_type in ("lilcom_chunky", "lilcom_files", "numpy_files", "lilcom_hdf5",
+                                       "numpy_hdf5", "chunked_lilcom_hdf5") and not Path(f).exists():
+            missing[f] = c.id
+    if missing:
+        f, cut_id = next(iter(missing.items()))
+        raise MissingStageError(f"the features {path} points to are missing: {len(missing)} of "
+                                f"{len(seen)} feature files, e.g. {f} (cut {cut_id}); {rebuild_hint(path)}")
+
+
 def load_cuts(path: str | Path, what: str = "training") -> CutSet:
-    """Read a features cut manifest written by stage 2 (eagerly: filtering counts every cut)."""
+    """Read a features cut manifest written by stage 2 (eagerly: filtering counts every cut);
+    MissingStageError (naming stage 2 and how to rebuild) if its feature files are gone."""
     path = require_file(path, stage=2, what=f"{what} features manifest")
-    cuts = CutSet.from_file(path).to_eager()
+    try:
+        cuts = CutSet.from_file(path).to_eager()
+    except (OSError, EOFError, ValueError, KeyError) as e:
+        raise GraftError(f"cannot read {path} ({type(e).__name__}: {e}); {rebuild_hint(path)}") from None
     if len(cuts) and not next(iter(cuts)).has_features:
         raise GraftError(f"{path} has no features: pass the stage-2 cuts (data/fbank/...), not stage-1 manifests")
+    check_feature_files(cuts, path)
     return cuts
 
 
@@ -156,8 +188,22 @@ class AsrDataset(torch.utils.data.Dataset):
 
     def _features(self, cut) -> np.ndarray:
         if cut.has_features:
-            return cut.load_features()
-        return self.fbank.extract(cut.load_audio(), cut.sampling_rate)
+            try:
+                return cut.load_features()
+            except Exception as e:  # deleted, truncated or corrupt: lhotse and lilcom raise many types
+                where = cut.features.storage_path
+                raise GraftError(
+                    f"cannot read the features of cut {cut.id} from {where} ({type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:200]}): were they deleted or overwritten while this "
+                    f"stage ran? {rebuild_hint(where)}") from None
+        try:
+            audio = cut.load_audio()
+        except Exception as e:  # the audio of a speed-perturbed copy: soundfile raises many types
+            raise GraftError(f"cannot read the audio of cut {cut.id} ({type(e).__name__}: "
+                             f"{' '.join(str(e).split())[:200]}): speed perturbation reads the corpus "
+                             f"audio the stage-1 manifests name; restore it, or train without "
+                             f"--speed-perturb") from None
+        return self.fbank.extract(audio, cut.sampling_rate)
 
     def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
         cut_list = sorted(cuts, key=lambda c: c.duration, reverse=True)
