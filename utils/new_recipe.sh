@@ -29,6 +29,12 @@ recipe="$root/egs/$name/ASR/run.sh"
 adapter="$root/local/$name.py"
 [ ! -e "$recipe" ] || die "$recipe exists: not overwriting it"
 [ ! -e "$adapter" ] || die "$adapter exists (an adapter of that name): not overwriting it"
+# The language needs an entry in graft/data/text.py (LANGUAGES): check it now, not at stage 0.
+py="$root/.venv/bin/python"; [ -x "$py" ] || py=python3
+known=$(cd "$root" && "$py" -c 'from graft.data.text import LANGUAGES; print(" ".join(sorted(LANGUAGES)))') \
+  || die "cannot read the language table graft/data/text.py (LANGUAGES) with $py"
+[[ " $known " == *" $lang "* ]] || die "--lang '$lang' has no entry in the table LANGUAGES of \
+$root/graft/data/text.py (known: $known): add one (its alphabet and a few function words), then run this again"
 for v in "$audio_dir" "$transcripts" "$lang"; do
   [[ "$v" =~ [[:space:]] ]] && die "'$v': the recipe scripts do not take paths with spaces"
 done

@@ -19,11 +19,15 @@ Stage 0 writes `<dl-dir>/<lang>/transcripts.tsv` (graft.data.corpus), an optiona
 `language` and `split` optional. Counted and reported, not fatal: audio files no row names,
 rows whose audio is missing or unreadable, texts that cannot be normalized, rows of another
 language. Fatal, with the line named: duplicate ids, a row with more fields than the header,
-an id matching two audio files, an unknown split name.
+an id matching two audio files, an unknown split name, a byte that is not in the table's
+`--encoding` (default utf-8; the line, column and byte are named). Paths in messages are
+absolute; a relative `--transcripts`/`--audio-dir` is shown with the folder it was resolved
+from.
 """
 from __future__ import annotations
 
 import argparse
+import codecs
 import csv
 import hashlib
 import http.client
@@ -103,45 +107,103 @@ def fetch(what: str, download: Callable[[], object], place: str,
 
 # ---- the folder corpus: reading a transcript table and a folder of audio ----------------
 
-def read_table(path: Path) -> list[dict[str, str]]:
-    """Rows of a transcript table (tsv, or csv by extension); GraftError on a malformed file."""
-    path = require_file(path, what="the transcript table")
+def shown_path(path: str | os.PathLike, option: str = "") -> str:
+    """`path` as a message shows it: absolute, and for a relative path given as `option`, what
+    it was resolved from (a recipe runs in its own folder, not where the user typed it)."""
+    path = Path(path)
+    resolved = os.path.abspath(path)
+    if path.is_absolute() or not option:
+        return resolved
+    return f"{resolved} ({option} {path}, resolved from {os.getcwd()})"
+
+
+def check_encoding(encoding: str) -> str:
+    """The codec name of `encoding`; GraftError for an unknown one."""
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise GraftError(f"--encoding {encoding!r} is not an encoding Python knows (e.g. utf-8, cp1250, "
+                         f"iso-8859-2, utf-16)") from None
+
+
+def _decode_error(path: Path, encoding: str) -> GraftError:
+    """Where a text file stops being `encoding`: the line, the column and the byte."""
+    raw = path.read_bytes()
+    if encoding.replace("_", "-").lower() in ("utf-8", "utf-8-sig", "utf8") and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return GraftError(f"{path}: the file is UTF-16 (it starts with a UTF-16 byte order mark; "
+                          f"spreadsheets save \"Unicode text\" so): pass --encoding utf-16, or convert it: "
+                          f"iconv -f utf-16 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}")
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    for lineno, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            decoder.decode(line + b"\n")
+        except UnicodeDecodeError as e:
+            byte = line[e.start]
+            return GraftError(
+                f"{path}:{lineno}: byte 0x{byte:02x} at column {e.start + 1} (file offset {offset + e.start}) "
+                f"is not valid {encoding}: the table is in another encoding (a Czech table from "
+                f"Windows is often cp1250, or iso-8859-2): pass --encoding cp1250 (the recipe's "
+                f"--encoding option), or convert it to UTF-8: iconv -f cp1250 -t utf-8")
+        offset += len(line) + 1
+    return GraftError(f"{path}: not valid {encoding} text: pass the right --encoding")
+
+
+def read_table(path: Path, encoding: str = "utf-8", option: str = "--transcripts") -> list[dict[str, str]]:
+    """Rows of a transcript table (tsv, or csv by extension) in `encoding`; GraftError naming
+    the file (absolute) and line on a malformed file, and the byte when it is not `encoding`."""
+    given = Path(path)
+    path = Path(os.path.abspath(given))
+    if not path.exists():
+        raise GraftError(f"missing the transcript table {shown_path(given, option)}")
+    if not path.is_file():
+        raise GraftError(f"the transcript table {shown_path(given, option)} is not a file")
+    codec = check_encoding(encoding)
+    if codec == "utf-8":
+        codec = "utf-8-sig"  # a BOM (Windows editors write one) is not part of the header
     is_csv = path.suffix.lower() == ".csv"
     rows: list[dict[str, str]] = []
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f, delimiter="," if is_csv else "\t",
-                                quoting=csv.QUOTE_MINIMAL if is_csv else csv.QUOTE_NONE)
-        header = [(c or "").strip().lower() for c in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        missing = [c for c in ("id", "text") if c not in header]
-        if missing:
-            sep = "comma" if is_csv else "tab"
-            raise GraftError(f"{path}: the header lacks {', '.join(missing)} (a {sep}-separated "
-                             f"header with id, text and optionally audio, speaker, language, split; "
-                             f"found: {', '.join(header) or 'nothing'})")
-        for r in reader:
-            lineno = reader.line_num
-            if None in r:
-                raise GraftError(f"{path}:{lineno}: more fields than the header has "
-                                 f"(a {'comma' if is_csv else 'tab'} inside the text? quote it or remove it)")
-            row = {k: (v or "").strip() for k, v in r.items()}
-            uid = row.get("id", "")
-            if not uid:
-                raise GraftError(f"{path}:{lineno}: empty id")
-            if uid in first_line:
-                raise GraftError(f"{path}:{lineno}: duplicate id '{uid}' (first on line {first_line[uid]})")
-            first_line[uid] = lineno
-            rows.append(row)
+    try:
+        with open(path, encoding=codec, newline="") as f:
+            reader = csv.DictReader(f, delimiter="," if is_csv else "\t",
+                                    quoting=csv.QUOTE_MINIMAL if is_csv else csv.QUOTE_NONE)
+            header = [(c or "").strip().lower() for c in (reader.fieldnames or [])]
+            reader.fieldnames = header
+            missing = [c for c in ("id", "text") if c not in header]
+            if missing:
+                sep = "comma" if is_csv else "tab"
+                raise GraftError(f"{path}: the header lacks {', '.join(missing)} (a {sep}-separated "
+                                 f"header with id, text and optionally audio, speaker, language, split; "
+                                 f"found: {', '.join(header) or 'nothing'})")
+            for r in reader:
+                lineno = reader.line_num
+                if None in r:
+                    raise GraftError(f"{path}:{lineno}: more fields than the header has "
+                                     f"(a {'comma' if is_csv else 'tab'} inside the text? quote it or remove it)")
+                row = {k: (v or "").strip() for k, v in r.items()}
+                uid = row.get("id", "")
+                if not uid:
+                    raise GraftError(f"{path}:{lineno}: empty id")
+                if uid in first_line:
+                    raise GraftError(f"{path}:{lineno}: duplicate id '{uid}' (first on line {first_line[uid]})")
+                first_line[uid] = lineno
+                rows.append(row)
+    except UnicodeDecodeError:
+        raise _decode_error(path, codec) from None
+    except csv.Error as e:
+        raise GraftError(f"{path}: not a readable {'csv' if is_csv else 'tab-separated'} table "
+                         f"({e}): is it a text file?") from None
     if not rows:
         raise GraftError(f"{path}: no rows under the header")
     return rows
 
 
-def scan_audio(audio_dir: Path) -> dict[str, list[Path]]:
+def scan_audio(audio_dir: Path, option: str = "--audio-dir") -> dict[str, list[Path]]:
     """Audio files under `audio_dir` (recursively) by file name without extension."""
     if not audio_dir.is_dir():
-        raise GraftError(f"audio folder not found: {audio_dir}")
+        what = "not a folder" if audio_dir.exists() else "not found"
+        raise GraftError(f"audio folder {what}: {shown_path(audio_dir, option)}")
     found: dict[str, list[Path]] = {}
     for p in sorted(audio_dir.rglob("*")):
         if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file():
@@ -150,10 +212,17 @@ def scan_audio(audio_dir: Path) -> dict[str, list[Path]]:
 
 
 def folder_utterances(audio_dir: Path, table: Path, language: str,
-                      report: ManifestReport | None = None) -> tuple[list[Utterance], ManifestReport]:
-    """Match the rows of a transcript table with the audio files of a folder."""
+                      report: ManifestReport | None = None,
+                      encoding: str = "utf-8") -> tuple[list[Utterance], ManifestReport]:
+    """Match the rows of a transcript table (in `encoding`) with the audio files of a folder.
+    Relative paths are resolved from the working directory (the recipe folder), and logged so."""
     report = report or new_report()
-    rows = read_table(table)
+    audio_dir, table = Path(audio_dir), Path(table)
+    for option, p in (("--audio-dir", audio_dir), ("--transcripts", table)):
+        if not p.is_absolute():
+            log.info("%s %s is %s", option, p, shown_path(p, option))
+    rows = read_table(table, encoding)
+    table = Path(os.path.abspath(table))
     by_stem = scan_audio(audio_dir)
     used: set[Path] = set()
     utts: list[Utterance] = []
@@ -231,12 +300,17 @@ def _probe(u: Utterance) -> str:
     return ""
 
 
-def write_lm_text(src: Path, dst: Path, language: str) -> dict:
-    """Normalize an extra LM text (one sentence a line) into `dst`; return counts."""
+def write_lm_text(src: Path, dst: Path, language: str, encoding: str = "utf-8") -> dict:
+    """Normalize an extra LM text (one sentence a line, in `encoding`) into `dst`; return
+    counts. Lines with bytes that are not `encoding` are rejected and counted ("undecodable")."""
     src = require_file(src, what="the extra LM text")
     kept, rejected = 0, Counter()
-    with open(src, encoding="utf-8", errors="replace") as f, atomic_write(dst) as out:
+    codec = check_encoding(encoding)
+    with open(src, encoding=codec, errors="replace") as f, atomic_write(dst) as out:
         for line in f:
+            if "\ufffd" in line:
+                rejected[f"undecodable (not {codec}: see --encoding)"] += 1
+                continue
             norm, reason = normalize_verbose(line, language)
             if norm is None:
                 rejected[reason] += 1
@@ -258,6 +332,7 @@ def write_corpus(
     split_by: str = "utterance",
     seed: int = 0,
     lm_text: str | os.PathLike | None = None,
+    encoding: str = "utf-8",
 ) -> dict:
     """Stage 0's output: normalize the texts, check the audio headers, give splits where none
     are set, and write `<dl_dir>/<language>/transcripts.tsv` (+ lm_text.txt) and report.json
@@ -320,7 +395,7 @@ def write_corpus(
         "skipped_examples": report.skipped_examples,
     }
     if lm_text:
-        result["lm_text"] = write_lm_text(Path(lm_text), corpus_dir / "lm_text.txt", language)
+        result["lm_text"] = write_lm_text(Path(lm_text), corpus_dir / "lm_text.txt", language, encoding)
     with atomic_write(corpus_dir / "report.json") as f:
         json.dump(result, f, indent=2, ensure_ascii=False)
         f.write("\n")
@@ -393,13 +468,17 @@ def add_folder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-dir", required=True, type=Path, help="folder of audio files (searched recursively)")
     p.add_argument("--transcripts", required=True, type=Path, help="transcript table (.tsv or .csv)")
     p.add_argument("--language", required=True, help="language code (graft.data.text.LANGUAGES)")
+    p.add_argument("--encoding", default="utf-8",
+                   help="encoding of the transcript table and --lm-text (e.g. cp1250, iso-8859-2, utf-16)")
     add_split_args(p)
 
 
 def download_folder(args: argparse.Namespace) -> dict:
     """Stage 0 of a folder corpus: nothing to download; index the folder."""
-    utts, report = folder_utterances(args.audio_dir, args.transcripts, args.language)
-    source = {"audio_dir": str(args.audio_dir), "transcripts": str(args.transcripts)}
+    utts, report = folder_utterances(args.audio_dir, args.transcripts, args.language,
+                                     encoding=args.encoding)
+    source = {"audio_dir": os.path.abspath(args.audio_dir), "transcripts": os.path.abspath(args.transcripts)}
     return write_corpus(utts, args.dl_dir, args.language, report=report, source=source,
                         dev_fraction=args.dev_fraction, test_fraction=args.test_fraction,
-                        split_by=args.split_by, seed=args.seed, lm_text=args.lm_text)
+                        split_by=args.split_by, seed=args.seed, lm_text=args.lm_text,
+                        encoding=args.encoding)

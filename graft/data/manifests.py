@@ -11,7 +11,10 @@ and nested train subsets `cuts_train_<N>m.jsonl.gz` (a seeded shuffle of train, 
 shortest prefix reaching N minutes, so a smaller subset is contained in a larger one).
 Bad rows are skipped and counted in `report.json` with a warning naming the file: missing,
 unreadable, corrupt or empty audio, empty or unnormalizable text. Duplicate ids are an error.
-Audio at another sample rate is resampled to 16 kHz (and counted).
+Audio at another sample rate is resampled to 16 kHz (and counted, `resampled`). Audio with
+more than one channel is downmixed to mono (the mean of the channels) into
+`<out_dir>/downmix/<id>.flac`, which the recording then points to (counted, `downmixed`):
+every cut is one channel.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import soundfile as sf
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.qa import validate_recordings_and_supervisions
 from lhotse.utils import fastcopy
@@ -46,6 +50,7 @@ class ManifestReport:
     skipped: Counter = field(default_factory=Counter)
     skipped_examples: dict = field(default_factory=dict)
     resampled: int = 0
+    downmixed: int = 0
     subsets: dict = field(default_factory=dict)
 
     def skip(self, reason: str, where: str) -> None:
@@ -62,12 +67,22 @@ class ManifestReport:
             "skipped": dict(self.skipped),
             "skipped_examples": self.skipped_examples,
             "resampled": self.resampled,
+            "downmixed": self.downmixed,
             "train_subsets": self.subsets,
         }
 
 
-def _load_recording(row: Utterance, report: ManifestReport) -> Recording | None:
-    """A Recording for the row's audio, checked to decode and be non-empty; None if skipped."""
+def _downmix(rec: Recording, samples, out: Path) -> Recording:
+    """Write the mean of the channels of `samples` to `out` (16-bit FLAC); its Recording."""
+    mono = samples.mean(axis=0)
+    with atomic_path(out) as tmp:
+        sf.write(tmp, mono, rec.sampling_rate, subtype="PCM_16", format="FLAC")
+    return Recording.from_file(out, recording_id=rec.id)
+
+
+def _load_recording(row: Utterance, report: ManifestReport, downmix_dir: Path | None = None) -> Recording | None:
+    """A Recording for the row's audio, checked to decode and be non-empty, downmixed to mono
+    into `downmix_dir` when it has several channels; None if skipped."""
     if not row.audio.is_file():
         report.skip("missing audio", str(row.audio))
         return None
@@ -83,6 +98,12 @@ def _load_recording(row: Utterance, report: ManifestReport) -> Recording | None:
     if samples.size == 0 or not abs(samples).max() > 0:
         report.skip("silent audio", str(row.audio))
         return None
+    if rec.num_channels > 1:
+        if downmix_dir is None:
+            raise GraftError(f"{row.audio} has {rec.num_channels} channels: no folder to downmix it into")
+        log.info("downmixing %s from %d channels to mono", row.audio, rec.num_channels)
+        rec = _downmix(rec, samples, downmix_dir / f"{row.id}.flac")
+        report.downmixed += 1
     if rec.sampling_rate != SAMPLE_RATE:
         log.info("resampling %s from %d Hz to %d Hz", row.audio, rec.sampling_rate, SAMPLE_RATE)
         rec = rec.resample(SAMPLE_RATE)
@@ -132,7 +153,7 @@ def folder_to_manifests(
         if not text:
             report.skip("empty or unnormalizable text", f"{tsv} id={row.id} text={row.text!r}")
             continue
-        rec = _load_recording(row, report)
+        rec = _load_recording(row, report, out_dir / "downmix")
         if rec is None:
             continue
         sup = SupervisionSegment(id=row.id, recording_id=row.id, start=0.0, duration=rec.duration,
@@ -165,6 +186,6 @@ def folder_to_manifests(
     result = report.to_dict()
     with atomic_write(out_dir / "report.json") as f:
         json.dump(result, f, indent=2)
-    log.info("%s: kept %s, skipped %s, resampled %d", out_dir, dict(report.kept),
-             dict(report.skipped), report.resampled)
+    log.info("%s: kept %s, skipped %s, resampled %d, downmixed %d", out_dir, dict(report.kept),
+             dict(report.skipped), report.resampled, report.downmixed)
     return result

@@ -156,6 +156,40 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# option -> (lowest allowed, whether the lowest itself is allowed): malformed values are errors.
+_RANGES: dict[str, tuple[float, bool]] = {
+    "num_epochs": (1, True), "max_duration": (0, False), "max_minutes": (0, False),
+    "base_lr": (0, False), "weight_decay": (0, True), "warm_steps": (0, True), "lr_steps": (0, False),
+    "lr_epochs": (0, False), "clip_grad_norm": (0, False), "prune_range": (1, True),
+    "am_scale": (0, True), "lm_scale": (0, True), "simple_loss_scale": (0, True),
+    "ctc_weight": (0, True), "spec_augment_from_epoch": (1, True), "min_cut_duration": (0, True),
+    "max_cut_duration": (0, False), "num_buckets": (1, True), "num_workers": (0, True),
+    "save_every_n": (0, True), "keep_last_k": (0, True), "average_period": (0, True),
+    "log_interval": (0, True),
+}
+
+
+def check_train_conf(conf: TrainConfig) -> TrainConfig:
+    """GraftError naming the option for a value out of its range (e.g. --num-epochs 0) or not
+    finite (nan); returns `conf`."""
+    import math
+
+    for name, (low, inclusive) in _RANGES.items():
+        value = getattr(conf, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, float) and math.isnan(value):
+            raise GraftError(f"{flag} is nan: give a number")
+        if value < low or (value == low and not inclusive):
+            bound = f">= {low}" if inclusive else f"> {low}"
+            raise GraftError(f"{flag} must be {bound}, got {value}")
+    if conf.max_cut_duration <= conf.min_cut_duration:
+        raise GraftError(f"--max-cut-duration ({conf.max_cut_duration}) must be larger than "
+                         f"--min-cut-duration ({conf.min_cut_duration})")
+    return conf
+
+
 def load_train_conf(config: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """conf/train.yaml, then `config` (a yaml with a subset of keys), then keyword overrides."""
     values = read_yaml_conf(DEFAULT_CONF)
@@ -168,7 +202,7 @@ def load_train_conf(config: str | Path | None = None, **overrides: Any) -> Train
     if unknown:
         raise GraftError(f"unknown training options {unknown}")
     values.update(overrides)
-    return TrainConfig(**_coerce(values))
+    return check_train_conf(TrainConfig(**_coerce(values)))
 
 
 def build_parser(defaults: dict[str, Any]) -> argparse.ArgumentParser:
@@ -217,4 +251,4 @@ def parse_train_args(argv: Sequence[str] | None = None) -> TrainConfig:
     missing = [k for k in REQUIRED if values.get(k) in (None, "")]
     if missing:
         raise GraftError("missing required options: " + ", ".join("--" + k.replace("_", "-") for k in missing))
-    return TrainConfig(**values)
+    return check_train_conf(TrainConfig(**values))
