@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from graft.model.dropout import Dropout
+
 
 def _sinusoids(positions: Tensor, dim: int) -> Tensor:
     """(L,) float positions -> (L, dim) sin/cos embedding, sin in even columns (dim even).
@@ -100,7 +102,7 @@ class SelfAttention(nn.Module):
         self.relative = relative
         self.in_proj = nn.Linear(dim, 3 * dim)
         self.out_proj = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         if relative:
             self.linear_pos = nn.Linear(dim, dim, bias=False)
             self.pos_bias_u = nn.Parameter(torch.zeros(num_heads, self.head_dim))

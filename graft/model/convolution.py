@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from graft.model.dropout import Dropout
+
 
 class ConvModule(nn.Module):
     """Pointwise (GLU) -> depthwise Conv1d -> LayerNorm -> SiLU -> pointwise -> dropout."""
@@ -25,7 +27,7 @@ class ConvModule(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.activation = nn.SiLU()
         self.pointwise_out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         """x (N, T, D) -> (N, T, D)."""

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from graft.model.attention import AbsPositionalEncoding, RelPositionalEncoding, SelfAttention
 from graft.model.convolution import ConvModule
+from graft.model.dropout import Dropout
 from graft.model.subsampling import Conv2dSubsampling
 
 # "conformer": every block ends with its own LayerNorm (`layers.<i>.norm_final`), as in the
@@ -40,8 +41,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden_dim), nn.SiLU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden_dim, dim), nn.Dropout(dropout))
+        self.net = nn.Sequential(nn.Linear(dim, hidden_dim), nn.SiLU(), Dropout(dropout),
+                                 nn.Linear(hidden_dim, dim), Dropout(dropout))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -76,7 +77,7 @@ class ConformerLayer(nn.Module):
         self.norm_conv = nn.LayerNorm(dim)
         self.norm_ff = nn.LayerNorm(dim)
         self.norm_final = nn.LayerNorm(dim) if final_norm else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, pos_emb: Tensor | None, key_padding_mask: Tensor | None) -> Tensor:
         """x (N, T, D); pos_emb (2T-1, D) or None; key_padding_mask (N, T) True = padding."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from graft.model.dropout import Dropout
+
 # (time kernel, time stride) per conv layer; frequency always uses kernel 3, stride 2.
 _TIME_LAYERS: dict[int, list[tuple[int, int]]] = {
     4: [(3, 2), (3, 2)],
@@ -65,7 +67,7 @@ class Conv2dSubsampling(nn.Module):
         self.conv = nn.Sequential(*layers)
         self.out = nn.Linear(channels * freq, out_dim)
         self.norm = nn.LayerNorm(out_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
         """(N, T, F) features and (N,) lengths -> (N, T', out_dim) and (N,) lengths T'."""

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from graft.model.decoder import StatelessDecoder
+from graft.model.dropout import Dropout
 from graft.model.encoder import ConformerEncoder
 from graft.model.joiner import Joiner
 from graft.model.loss import ctc_loss, make_boundary, pad_targets, pruned_rnnt_loss
@@ -38,7 +39,7 @@ class Transducer(nn.Module):
         self.joiner = joiner
         self.vocab_size = vocab_size
         self.blank_id = blank_id
-        self.ctc_output = nn.Sequential(nn.Dropout(ctc_dropout),
+        self.ctc_output = nn.Sequential(Dropout(ctc_dropout),
                                         nn.Linear(encoder.output_dim, vocab_size),
                                         nn.LogSoftmax(dim=-1))
         self.simple_am_proj = nn.Linear(encoder.output_dim, vocab_size)
