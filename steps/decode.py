@@ -2,28 +2,37 @@
 """Stage 6: decode cut sets with a trained model (transducer searches, CTC + HLG lattices).
 
 Usage:
-    steps/decode.py --exp-dir exp/en_small --lang-dir data/lang/en_bpe500 \
+    steps/decode.py --exp-dir exp/en_small --lm-dir data/lang/en_bpe150/lm_3gram \
         --sets "dev:data/fbank/en/cuts_dev.jsonl.gz test:data/fbank/en/cuts_test.jsonl.gz" \
-        --methods "greedy beam ctc-hlg" --epoch 8 --avg 3 --lm-weights "0.1 0.2 ... 1.5"
+        [--methods "greedy beam ctc-hlg" --epoch 8 --avg 3 --lm-weights "0.1 0.2 ... 1.5"]
 
-Writes `<exp-dir>/<decode-dir>/<method>/<set>/` (default decode dir: decode_epoch<E>_avg<A>,
-or decode_running_avg): ref.txt, hyp.txt / nbest.jsonl / lats/, decode.json with the RTF.
-Then steps/score.py re-scores them at any LM weight without the model.
+Defaults come from conf/decode.yaml. The model's lang dir is its own (`<exp-dir>/lang/`, or
+--lang-dir), checked against the checkpoint's token fingerprint. Writes
+`<exp-dir>/<decode-dir>/<method>/<set>/` (default decode dir: decode_epoch<E>_avg<A>, or
+..._running): ref.txt, hyp.txt / nbest.jsonl / lats/, decode.json; and `<decode-dir>/decode.json`,
+the record of how it was decoded (checkpoints, epoch/avg, beams, the lattice LM weight w0, the
+LM dir). Decoding again into a decode dir with other settings first empties it (saying what
+changed), so old and new outputs never mix. Then steps/score.py re-scores at any LM weight.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
-import torch
-
-from graft.decode.run import METHODS, DecodeOptions, decode_set
-from graft.score.weights import parse_weights
-from graft.train.checkpoint import load_model_for_decoding
 from graft.utils.cli import run_main
+from graft.utils.conf import apply_conf_defaults
 from graft.utils.errors import GraftError
 from graft.utils.io import atomic_write
+from graft.utils.logging import get_logger
+
+log = get_logger("steps.decode")
+
+OWN = ("exp_dir", "lang_dir", "lm_dir", "sets", "decode_dir")
+# the settings a decode dir is made with: outputs decoded with other values must not mix
+RECORD_KEYS = ("checkpoints", "epoch", "avg", "use_averaged_model", "fingerprint", "lm_dir", "beam",
+               "num_best", "search_beam", "lattice_beam", "w0")
 
 
 def parse_sets(text: str) -> list[tuple[str, Path]]:
@@ -39,42 +48,95 @@ def parse_sets(text: str) -> list[tuple[str, Path]]:
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="steps/decode.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp-dir", required=True, type=Path)
-    p.add_argument("--lang-dir", required=True, type=Path)
+    p.add_argument("--lang-dir", type=Path, help="the model's lang dir (default: <exp-dir>/lang/)")
+    p.add_argument("--lm-dir", type=Path, help="LM dir with HLG.fst and words.txt (ctc-hlg; recorded for scoring)")
     p.add_argument("--sets", required=True, help="space-separated name:cuts_path items")
-    p.add_argument("--methods", default="greedy beam ctc-hlg", help=f"any of: {' '.join(METHODS)}")
-    p.add_argument("--epoch", type=int, default=None, help="default: the last epoch")
-    p.add_argument("--avg", type=int, default=1, help="average the last AVG epochs")
-    p.add_argument("--use-averaged-model", default="false", choices=["true", "false"],
-                   help="the running average kept during training, over the same epochs")
-    p.add_argument("--decode-dir", default=None, help="name under --exp-dir")
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--num-best", type=int, default=8)
-    p.add_argument("--lm-weights", default=" ".join(f"{0.1 * i:.1f}" for i in range(1, 16)),
-                   help="the sweep the lattices are decoded for (w0 = its middle)")
-    p.add_argument("--search-beam", type=float, default=12.0)
-    p.add_argument("--lattice-beam", type=float, default=6.0)
-    p.add_argument("--num-jobs", type=int, default=2)
-    p.add_argument("--max-duration", type=float, default=200.0)
-    p.add_argument("--num-threads", type=int, default=2, help="torch threads for the encoder")
-    args = p.parse_args()
+    p.add_argument("--decode-dir", help="name under --exp-dir (default: decode_epoch<E>_avg<A>)")
+    p.add_argument("--methods", help="any of: greedy beam ctc-greedy ctc-hlg")
+    p.add_argument("--epoch", type=int, help="epoch to decode (null: the last)")
+    p.add_argument("--avg", type=int, help="average the last AVG epochs")
+    p.add_argument("--use-averaged-model", type=lambda s: {"true": True, "false": False}[s.lower()],
+                   help="the running average kept during training, over the same epochs (true/false)")
+    p.add_argument("--beam", type=int, help="modified beam search width")
+    p.add_argument("--num-best", type=int, help="n-best list length")
+    p.add_argument("--lm-weights", help="the sweep the lattices are decoded for (w0 = its middle)")
+    p.add_argument("--search-beam", type=float, help="lattice decoding beam")
+    p.add_argument("--lattice-beam", type=float, help="lattice beam")
+    p.add_argument("--num-jobs", type=int, help="lattice decoding processes")
+    p.add_argument("--max-duration", type=float, help="seconds of audio per encoder batch")
+    p.add_argument("--num-threads", type=int, help="torch threads for the encoder")
+    apply_conf_defaults(p, "decode", own=OWN)
+    return p
+
+
+def prepare_decode_dir(root: Path, record: dict) -> None:
+    """Empty `root` when its decode.json records other settings (say which); then write the record."""
+    path = root / "decode.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            old = {}
+        changed = [k for k in RECORD_KEYS if old.get(k) != record.get(k)]
+        if changed:
+            log.warning("%s was decoded with other settings (%s): emptying it first", root,
+                        ", ".join(f"{k}: {old.get(k)!r} -> {record.get(k)!r}" for k in changed))
+            shutil.rmtree(root)
+        else:
+            record["methods"] = sorted(set(old.get("methods", [])) | set(record["methods"]))
+            record["sets"] = {**old.get("sets", {}), **record["sets"]}
+    elif root.is_dir() and any(root.iterdir()):
+        log.warning("%s holds outputs without a decode.json (an older Graft?): emptying it first", root)
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    import torch
+
+    from graft.decode.ctc_lattice import middle_lm_weight
+    from graft.decode.layout import decode_dir_name
+    from graft.decode.run import METHODS, DecodeOptions, decode_set
+    from graft.lang.langdir import model_lang_dir
+    from graft.score.weights import parse_weights
+    from graft.train.checkpoint import load_model_for_decoding
 
     torch.set_num_threads(args.num_threads)
     sets = parse_sets(args.sets)
-    opts = DecodeOptions(beam=args.beam, num_best=args.num_best,
-                         lm_weights=parse_weights(args.lm_weights, "--lm-weights", minimum=0.0),
+    methods = args.methods.split()
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise GraftError(f"unknown decoding method(s) {', '.join(bad)} (choose from {', '.join(METHODS)})")
+    if "ctc-hlg" in methods and args.lm_dir is None:
+        raise GraftError("ctc-hlg needs --lm-dir (e.g. data/lang/en_bpe150/lm_3gram, written by stage 3)")
+    weights = parse_weights(args.lm_weights, "--lm-weights", minimum=0.0)
+    opts = DecodeOptions(beam=args.beam, num_best=args.num_best, lm_weights=weights,
                          search_beam=args.search_beam, lattice_beam=args.lattice_beam,
                          num_jobs=args.num_jobs, max_duration=args.max_duration)
-    averaged = args.use_averaged_model == "true"
     model, info = load_model_for_decoding(args.exp_dir, epoch=args.epoch, avg=args.avg,
-                                          use_averaged_model=averaged)
-    name = args.decode_dir or (f"decode_epoch{info['epoch']}_avg{args.avg}" + ("_running" if averaged else ""))
+                                          use_averaged_model=args.use_averaged_model)
+    lang = model_lang_dir(args.exp_dir, info, args.lang_dir)
+    name = args.decode_dir or decode_dir_name(info["epoch"], args.avg, args.use_averaged_model)
     root = args.exp_dir / name
+    record = {k: info.get(k) for k in ("checkpoints", "epoch", "avg", "use_averaged_model", "fingerprint", "step")}
+    record.update({"exp_dir": str(args.exp_dir), "lang_dir": str(lang.path),
+                   "lm_dir": str(args.lm_dir) if args.lm_dir else None, "methods": methods,
+                   "beam": args.beam, "num_best": args.num_best, "search_beam": args.search_beam,
+                   "lattice_beam": args.lattice_beam, "lm_weights": weights,
+                   "w0": middle_lm_weight(weights) if "ctc-hlg" in methods else None,
+                   "sets": {n: str(c) for n, c in sets}})
+    prepare_decode_dir(root, record)
     figures = []
     for set_name, cuts in sets:
-        figures += decode_set(model, cuts, args.lang_dir, root, set_name, args.methods.split(), opts, info)
+        figures += decode_set(model, cuts, lang, args.lm_dir, root, set_name, methods, opts, info)
     lines = ["| method | set | utterances | audio (s) | RTF (encoder + search) | search RTF |",
              "|---|---|---|---|---|---|"]
     for f in figures:
@@ -87,6 +149,7 @@ def main() -> None:
                  f"{args.num_jobs} lattice jobs)\n\n" + table)
     with atomic_write(root / "rtf.json") as fh:
         json.dump(figures, fh, indent=2)
+    print(f"decoded into {root}")
 
 
 if __name__ == "__main__":

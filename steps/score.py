@@ -2,16 +2,17 @@
 """Stage 7: score saved lattices / n-best lists at many LM weights, Kaldi-style, without a model.
 
 Usage:
-    steps/score.py --decode-root exp/en_conformer/decode --method ctc-hlg beam4 \
-        --dev-set dev --test-set test --lm-weights "0.1 0.2 0.3 0.5 0.7 1.0 1.5" \
-        --word-ins-penalties "0.0 0.5" --lang-dir data/lang/en_bpe500
+    steps/score.py --exp-dir exp/en_small [--methods "greedy beam ctc-hlg"] \
+        [--lm-weights "0.1 0.2 0.3 0.5 0.7 1.0 1.5" --word-ins-penalties "0.0 0.5"]
+    steps/score.py --decode-root exp/en_small/decode_epoch9_avg2 --methods ctc-hlg
 
-For each method, reads `<decode-root>/<method>/<set>/` (ref.txt plus lats/lattices.scp,
-nbest.jsonl or hyp.txt), writes `<set>/scoring/` (hyp_/wer_/cer_/per_utt_/errors_<lmwt>_<wip>,
-wer_summary.tsv, best_wer) and `<method>/summary.md`, `wer_vs_lmwt.png`, `selection.json`:
-the (LM weight, penalty) chosen on dev, the test WER there, and the test oracle.
-The full layout is in graft/score/run.py. Cost at LM weight w and penalty p:
-w * LM cost + acoustic cost + p * number of words (a positive penalty removes words).
+Defaults come from conf/decode.yaml (the same epoch/avg rule as steps/decode.py finds the
+decode dir; the LM dir is the one the decode dir records). For each method, reads
+`<decode-root>/<method>/<set>/` (ref.txt plus lats/lattices.scp, nbest.jsonl or hyp.txt), writes
+`<set>/scoring/` (hyp_/wer_/cer_/per_utt_/errors_<lmwt>_<wip>, wer_summary.tsv, best_wer) and
+`<method>/summary.md`, `wer_vs_lmwt.png`, `selection.json`: the (LM weight, penalty) chosen on
+dev, the test WER there, and the test oracle. The full layout is in graft/score/run.py. Cost at
+LM weight w and penalty p: w * LM cost + acoustic cost + p * number of words.
 """
 from __future__ import annotations
 
@@ -19,32 +20,51 @@ import argparse
 from pathlib import Path
 
 from graft.utils.cli import run_main
+from graft.utils.conf import apply_conf_defaults
+from graft.utils.errors import GraftError
+
+OWN = ("exp_dir", "decode_root", "dev_set", "test_set", "lm_dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="steps/score.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp-dir", type=Path, help="the model's exp dir (decode dir from --epoch/--avg)")
+    p.add_argument("--decode-root", type=Path, help="the decode dir itself, e.g. exp/<model>/decode_epoch9_avg2")
+    p.add_argument("--methods", help="decode method dir name(s) under the decode dir")
+    p.add_argument("--epoch", type=int, help="epoch the decode dir was made from (null: the last)")
+    p.add_argument("--avg", type=int, help="epochs averaged")
+    p.add_argument("--use-averaged-model", type=lambda s: {"true": True, "false": False}[s.lower()],
+                   help="the running-average decode dir (true/false)")
+    p.add_argument("--dev-set", default="dev", help="set the weights are chosen on")
+    p.add_argument("--test-set", default="test", help="set the chosen weights are applied to ('' for none)")
+    p.add_argument("--lm-weights", help="LM weights, separated by spaces or commas")
+    p.add_argument("--word-ins-penalties", help="word insertion penalties (natural log)")
+    p.add_argument("--lm-dir", type=Path, default=None,
+                   help="LM dir: words.txt (lattices), G.fst (n-best); default: the one the decode dir records")
+    p.add_argument("--oov-cost", type=float, help="n-best: LM cost of a word G does not know")
+    p.add_argument("--num-jobs", type=int, help="processes for lattice re-scoring")
+    p.add_argument("--top-errors", type=int, help="entries per list in errors_* files")
+    apply_conf_defaults(p, "decode", own=OWN)
+    return p
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--decode-root", required=True, type=Path, help="e.g. exp/<model>/decode")
-    p.add_argument("--method", required=True, nargs="+", help="decode method dir name(s) under the root")
-    p.add_argument("--dev-set", default="dev", help="set the weights are chosen on")
-    p.add_argument("--test-set", default="test", help="set the chosen weights are applied to ('' for none)")
-    p.add_argument("--lm-weights", default="0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 1.0 1.1 1.2 1.3 1.4 1.5",
-                   help="LM weights, separated by spaces or commas")
-    p.add_argument("--word-ins-penalties", default="0.0 0.5", help="word insertion penalties (natural log)")
-    p.add_argument("--lang-dir", type=Path, default=None, help="lang dir: words.txt (lattices), G.fst (n-best)")
-    p.add_argument("--oov-cost", type=float, default=20.0, help="n-best: LM cost of a word G does not know")
-    p.add_argument("--num-jobs", type=int, default=1, help="processes for lattice re-scoring")
-    p.add_argument("--top-errors", type=int, default=30, help="entries per list in errors_* files")
-    args = p.parse_args()
-
+    args = build_parser().parse_args()
+    from graft.decode.layout import decode_root
     from graft.score.run import ScoreConfig, score_method
     from graft.score.weights import parse_weights, weight_label
 
+    if args.decode_root is None:
+        if args.exp_dir is None:
+            raise GraftError("give --exp-dir (the model) or --decode-root (its decode dir)")
+        args.decode_root = decode_root(args.exp_dir, args.epoch, args.avg, args.use_averaged_model)
     weights = parse_weights(args.lm_weights, "--lm-weights", minimum=0.0)
     penalties = parse_weights(args.word_ins_penalties, "--word-ins-penalties")
-    for method in args.method:
+    for method in args.methods.split():
         sel = score_method(ScoreConfig(
             decode_root=args.decode_root, method=method, lm_weights=weights, penalties=penalties,
-            dev_set=args.dev_set, test_set=args.test_set or None, lang_dir=args.lang_dir,
+            dev_set=args.dev_set, test_set=args.test_set or None, lm_dir=args.lm_dir,
             oov_cost=args.oov_cost, num_jobs=args.num_jobs, top_errors=args.top_errors,
         ))
         w, pen = sel.chosen

@@ -3,7 +3,7 @@
 
 Usage:
     python steps/transfer.py --source-exp exp/en_small --source-epoch 10 --source-avg 3 \
-        --source-lang-dir data/lang/en_bpe500 --lang-dir data/lang/cs_bpe500 \
+        --lang-dir data/lang/cs_bpe500 \
         --cuts-train data/fbank/cs/cuts_train_15m.jsonl.gz --cuts-dev data/fbank/cs/cuts_dev.jsonl.gz \
         --exp-dir exp/cs_transfer_15m --transfer-conf encoder [--copy 'encoder.layers.[0-3].*'] \
         [--freeze 'encoder.embed.*' --freeze-steps 500] [--l2sp 1e-3] [--copy-shared-pieces true] \
@@ -50,7 +50,8 @@ def build_parser(train_defaults: dict[str, Any]) -> argparse.ArgumentParser:
     flag = {"nargs": "?", "const": True, "type": str2bool}
     s = p.add_argument_group("source model")
     s.add_argument("--source-exp", required=True, metavar="DIR", help="the source experiment dir (epoch-N.pt)")
-    s.add_argument("--source-lang-dir", required=True, metavar="DIR", help="the source's lang dir (its tokens.txt)")
+    s.add_argument("--source-lang-dir", default=None, metavar="DIR",
+                   help="the source's lang dir (default: the one it was trained with: <source-exp>/lang/, checked by fingerprint)")
     s.add_argument("--source-epoch", type=int, default=None, metavar="INT",
                    help="source epoch (None: the last)")
     s.add_argument("--source-avg", type=int, default=1, metavar="INT",

@@ -20,7 +20,7 @@ from graft.lang.bpe import load_bpe, read_tokens
 from graft.lang.lexicon import add_disambig, read_lexicon
 from graft.lang.symbols import read_symbols as read_symbol_table
 from graft.lang.ngram import ArpaLM, evaluate_text
-from graft.lang.prepare import prepare_lang
+from graft.lang.prepare import prepare_bpe, prepare_lm
 from graft.utils.errors import GraftError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,25 +46,30 @@ def corpus() -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def lang_dir(tmp_path_factory, corpus) -> Path:
+    """The LM dir (lm_3gram) of a BPE lang dir (its parent)."""
     out = tmp_path_factory.mktemp("lang") / "en_bpe60"
-    prepare_lang(out, "en", corpus["train"], corpus["lm"], corpus["dev"], corpus["test"],
-                 vocab_size=VOCAB, lm_order=3)
-    return out
+    prepare_bpe(out, "en", corpus["train"], vocab_size=VOCAB)
+    prepare_lm(out, corpus["train"], corpus["lm"], corpus["dev"], corpus["test"], lm_order=3)
+    return out / "lm_3gram"
 
 
 def test_layout_and_lang_json(lang_dir):
-    for name in ("bpe.model", "tokens.txt", "words.txt", "lexicon.txt", "lm_3gram.arpa", "G.fst",
-                 "L_disambig.fst", "LG.fst", "HLG.fst", "lang.json", "coverage.json"):
+    for name in ("bpe.model", "tokens.txt", "lang.json"):
+        assert (lang_dir.parent / name).is_file(), name
+    for name in ("words.txt", "lexicon.txt", "lm.arpa", "G.fst", "L_disambig.fst", "LG.fst", "HLG.fst",
+                 "lm.json", "coverage.json"):
         assert (lang_dir / name).is_file(), name
-    info = json.loads((lang_dir / "lang.json").read_text())
-    assert info["vocab_size"] == VOCAB and info["blank_id"] == 0 and info["lm_order"] == 3
+    info = json.loads((lang_dir.parent / "lang.json").read_text())
+    assert info["vocab_size"] == VOCAB and info["blank_id"] == 0 and len(info["fingerprint"]) == 16
     assert info["language"] == "en" and info["num_tokens"] == VOCAB
-    assert not list(lang_dir.parent.glob(".tmp-*"))
+    lm = json.loads((lang_dir / "lm.json").read_text())
+    assert lm["lm_order"] == 3 and lm["token_fingerprint"] == info["fingerprint"]
+    assert not list(lang_dir.parent.parent.glob(".tmp-*")) and not list(lang_dir.parent.glob(".tmp-*"))
 
 
 def test_tokens_match_model(lang_dir):
-    sp = load_bpe(lang_dir / "bpe.model")
-    lines = (lang_dir / "tokens.txt").read_text(encoding="utf-8").splitlines()
+    sp = load_bpe(lang_dir.parent / "bpe.model")
+    lines = (lang_dir.parent / "tokens.txt").read_text(encoding="utf-8").splitlines()
     assert lines[0] == "<blk> 0"
     assert len(lines) == sp.get_piece_size() == VOCAB
     for i, line in enumerate(lines):
@@ -81,8 +86,8 @@ def test_words_txt_layout(lang_dir, corpus):
 
 
 def test_lexicon_pieces_spell_words(lang_dir, corpus):
-    sp = load_bpe(lang_dir / "bpe.model")
-    tokens = read_tokens(lang_dir / "tokens.txt")
+    sp = load_bpe(lang_dir.parent / "bpe.model")
+    tokens = read_tokens(lang_dir.parent / "tokens.txt")
     lexicon = dict(read_lexicon(lang_dir / "lexicon.txt"))
     for word, pieces in lexicon.items():
         assert "".join(pieces) == "\u2581" + word
@@ -104,7 +109,7 @@ def test_g_accepts_training_sentence_with_arpa_cost(lang_dir, corpus):
     import kaldifst
 
     words = read_symbol_table(lang_dir / "words.txt")
-    lm = ArpaLM.read(lang_dir / "lm_3gram.arpa")
+    lm = ArpaLM.read(lang_dir / "lm.arpa")
     G = kaldifst.StdVectorFst.read(str(lang_dir / "G.fst"))
     for sentence in corpus["train"][:3]:
         ids = [words[w] for w in sentence.split()]
@@ -142,7 +147,7 @@ def test_hlg_decodes_peaked_posterior(lang_dir, corpus, which):
     import kaldifst
 
     sentence = corpus["train"][1] if which == "train" else "the old woman saw their green tree"
-    sp = load_bpe(lang_dir / "bpe.model")
+    sp = load_bpe(lang_dir.parent / "bpe.model")
     words = read_symbol_table(lang_dir / "words.txt")
     id2word = {i: w for w, i in words.items()}
     hlg = kaldifst.StdConstFst.read(str(lang_dir / "HLG.fst"))  # kept alive while decoding
@@ -151,15 +156,15 @@ def test_hlg_decodes_peaked_posterior(lang_dir, corpus, which):
     _, best = decoder.get_best_path()
     ok, _, out, weight = kaldifst.get_linear_symbol_sequence(best)
     assert ok and " ".join(id2word[o] for o in out) == sentence
-    lm = ArpaLM.read(lang_dir / "lm_3gram.arpa")
+    lm = ArpaLM.read(lang_dir / "lm.arpa")
     assert weight.value1 <= -lm.score(sentence.split())[0] * math.log(10) + 1e-2
 
 
 def test_perplexity_matches_kaldingram(lang_dir, corpus):
     from kaldingram.prune import ArpaParser
 
-    ref = ArpaParser().loadf(str(lang_dir / "lm_3gram.arpa"), encoding="utf-8")[0]
-    lm = ArpaLM.read(lang_dir / "lm_3gram.arpa")
+    ref = ArpaParser().loadf(str(lang_dir / "lm.arpa"), encoding="utf-8")[0]
+    lm = ArpaLM.read(lang_dir / "lm.arpa")
     for sentence in corpus["test"] + corpus["train"][:5]:
         assert lm.score(sentence.split())[0] == pytest.approx(ref.log_s(sentence), abs=1e-4)
 
@@ -216,14 +221,14 @@ def test_validate_fst_text_rejects_bad_input():
 
 def test_empty_training_text_is_an_error(tmp_path):
     with pytest.raises(GraftError, match="training text .* empty"):
-        prepare_lang(tmp_path / "lang", "en", ["", "  "], ["a b c"], [], [], vocab_size=VOCAB)
+        prepare_bpe(tmp_path / "lang", "en", ["", "  "], vocab_size=VOCAB)
     assert not (tmp_path / "lang").exists()
 
 
 def test_failed_build_leaves_no_dir(tmp_path, corpus):
     with pytest.raises(GraftError, match="vocab_size"):
-        prepare_lang(tmp_path / "lang", "en", corpus["train"][:3], [], [], [], vocab_size=5000)
-    assert list(tmp_path.iterdir()) == []
+        prepare_bpe(tmp_path / "lang", "en", corpus["train"][:3], vocab_size=5000)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
 def _run_step(*args: str) -> subprocess.CompletedProcess:
@@ -267,6 +272,15 @@ def test_step_builds_lang_dir(tmp_path, corpus):
                      str(tmp_path / "lm_text.txt"), "--vocab-size", str(VOCAB), "--lm-order", "2",
                      "--prune-threshold", "1e-3", "--out-dir", str(out))
     assert proc.returncode == 0, proc.stderr
-    info = json.loads((out / "lang.json").read_text())
+    info = json.loads((out / "lm_2gram_prune0.001" / "lm.json").read_text())
     assert info["lm_order"] == 2 and info["lm_prune_threshold"] == 1e-3
-    assert (out / "lm_2gram.arpa").is_file() and "coverage" in proc.stdout
+    # another LM order: a new LM dir beside the first, and the BPE model is not rewritten
+    bpe_bytes, bpe_mtime = (out / "bpe.model").read_bytes(), (out / "bpe.model").stat().st_mtime_ns
+    proc = _run_step("--language", "en", "--manifest-dir", str(tmp_path), "--lm-text",
+                     str(tmp_path / "lm_text.txt"), "--vocab-size", str(VOCAB), "--lm-order", "3",
+                     "--out-dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "lm_3gram" / "lm.json").read_text())["lm_order"] == 3
+    assert (out / "lm_2gram_prune0.001" / "HLG.fst").is_file()
+    assert (out / "bpe.model").read_bytes() == bpe_bytes and (out / "bpe.model").stat().st_mtime_ns == bpe_mtime
+    assert (out / "lm_2gram_prune0.001" / "lm.arpa").is_file() and "coverage" in proc.stdout

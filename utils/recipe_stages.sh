@@ -1,50 +1,75 @@
-# The stages every recipe shares, as functions; a recipe's run.sh calls them in its numbered
-# stage blocks. Source after utils/parse_options.sh and utils/stage.sh.
+# The stages every recipe shares, as functions with explicit arguments; a recipe's run.sh calls
+# them in its numbered stage blocks. Source after utils/parse_options.sh and utils/stage.sh.
+# No function reads a recipe's variables, but `nj` (parallel jobs) and `train_nproc`.
 #
-#   if stage_in 1; then for lang in $langs; do manifests_stage $lang; done; fi
-#
-# They read the recipe's variables: corpus (the adapter local/$corpus.py), dl_dir,
-# langs, download_opts, nj, seed, vocab_size, lm_order, and `train_subsets_<lang>` (dashes in
-# the language code become underscores) or `train_subsets` (optional).
+#   if stage_in 1; then manifests_stage demo data/corpus cs "15 30 60" 0; fi
 #
 # Adapter contract (local/<corpus>.py):
-#   download --dl-dir DIR [download_opts]   get or make the raw corpus; idempotent
+#   download --dl-dir DIR [download options]   get or make the raw corpus; idempotent
 #   prepare --dl-dir DIR --language L --out-dir data/manifests/L --train-subsets "15 30" --seed S
 #       Lhotse manifests recordings_/supervisions_/cuts_<split>.jsonl.gz for train/dev/test
 #       (and cuts_train_<N>m), report.json written last.
+# Every step records a stamp of its inputs and options (utils/stage.sh): a step is skipped only
+# when both are unchanged; otherwise it says what changed and runs again.
 
+# lang_dir LANG VOCAB / lm_dir LANG VOCAB ORDER: where stage 3 puts the BPE side and the LM.
+lang_dir() { echo "data/lang/${1}_bpe${2}"; }
+lm_dir() { echo "data/lang/${1}_bpe${2}/lm_${3}gram"; }
+
+# last_epoch EXP: the highest N of EXP/epoch-N.pt (empty when there is none).
+last_epoch() {
+  local f n best=""
+  for f in "$1"/epoch-*.pt; do
+    [ -e "$f" ] || continue
+    n=${f##*/epoch-}; n=${n%.pt}
+    [[ "$n" =~ ^[0-9]+$ ]] || continue
+    if [ -z "$best" ] || [ "$n" -gt "$best" ]; then best=$n; fi
+  done
+  echo "$best"
+}
+
+# corpus_stage CORPUS DL_DIR "LANGS" "INPUTS" [download options...]: stage 0, complete when every
+# language's report.json (written last by the adapter) exists. INPUTS: files the corpus is made
+# from (e.g. a transcript table), so that editing them re-runs the stage.
 corpus_stage() {
-  # complete when every language's report.json (written last by the adapter) exists
-  step "stage0_${corpus}_download" "$(for l in $langs; do echo $dl_dir/$l/report.json; done)" \
-    python $GRAFT_ROOT/local/$corpus.py download --dl-dir $dl_dir $download_opts
+  local corpus=$1 dl_dir=$2 langs=$3 inputs=$4 l outs=""
+  shift 4
+  for l in $langs; do outs="$outs $dl_dir/$l/report.json"; done
+  step "stage0_${corpus}_download" "${outs# }" --inputs "$inputs" \
+    python $GRAFT_ROOT/local/$corpus.py download --dl-dir $dl_dir "$@"
 }
 
+# manifests_stage CORPUS DL_DIR LANG "SUBSET_MINUTES" SEED: stage 1.
 manifests_stage() {
-  local lang=$1 subsets_var="train_subsets_${1//-/_}"  # e.g. train_subsets_zh_TW
+  local corpus=$1 dl_dir=$2 lang=$3 subsets=$4 seed=$5
   step "stage1_manifests_$lang" "data/manifests/$lang/report.json" \
+    --inputs "$dl_dir/$lang/transcripts.tsv" --clear "data/manifests/$lang" \
     python $GRAFT_ROOT/local/$corpus.py prepare --dl-dir $dl_dir --language $lang \
-      --out-dir data/manifests/$lang --train-subsets "${!subsets_var:-${train_subsets:-}}" --seed $seed
+      --out-dir data/manifests/$lang --train-subsets "$subsets" --seed $seed
 }
 
+# fbank_stage LANG: stage 2, features of every cut manifest of LANG.
 fbank_stage() {
   local lang=$1
   step "stage2_fbank_$lang" "data/fbank/$lang/report.json" \
+    --inputs "$(echo data/manifests/$lang/cuts_*.jsonl.gz)" --clear "data/fbank/$lang" \
     python $GRAFT_ROOT/steps/compute_fbank.py --manifest-dir data/manifests/$lang \
-      --out-dir data/fbank/$lang --splits "train dev test" --jobs $nj
+      --out-dir data/fbank/$lang --splits "train dev test" --jobs ${nj:-1}
 }
 
+# lang_stage LANG VOCAB LM_ORDER [LM_TEXT]: stage 3, the BPE lang dir and its LM dir (a new
+# LM order builds a new LM dir beside the old one; the BPE model is kept when its text is the same).
 lang_stage() {
-  local lang=$1
-  local lm_text_arg=""
-  [ -f "$dl_dir/$lang/lm_text.txt" ] && lm_text_arg="--lm-text $dl_dir/$lang/lm_text.txt"
-  step "stage3_lang_$lang" "data/lang/${lang}_bpe${vocab_size}/lang.json" \
-    python $GRAFT_ROOT/steps/prepare_lang.py --language $lang --manifest-dir data/manifests/$lang \
-      $lm_text_arg --vocab-size $vocab_size --lm-order $lm_order \
-      --out-dir data/lang/${lang}_bpe${vocab_size}
+  local lang=$1 vocab=$2 order=$3 lm_text=${4:-} m=data/manifests/$1
+  local args=()
+  [ -n "$lm_text" ] && [ -f "$lm_text" ] && args=(--lm-text "$lm_text")
+  step "stage3_lang_${lang}_bpe${vocab}_lm${order}" "$(lm_dir $lang $vocab $order)/lm.json" \
+    --inputs "$m/supervisions_train.jsonl.gz $m/supervisions_dev.jsonl.gz $m/supervisions_test.jsonl.gz $lm_text" \
+    python $GRAFT_ROOT/steps/prepare_lang.py --language $lang --manifest-dir $m \
+      "${args[@]}" --vocab-size $vocab --lm-order $order --out-dir $(lang_dir $lang $vocab)
 }
 
-# The launcher of training steps: plain python, or DDP with $train_nproc processes (gloo on
-# CPU: 2 processes of 1 thread train ~1.75x faster than 1 process of 2 threads on 2 cores).
+# The launcher of training steps: plain python, or DDP with $train_nproc processes (gloo on CPU).
 train_launcher() {
   if [ "${train_nproc:-1}" -gt 1 ]; then
     echo "torchrun --standalone --nproc_per_node $train_nproc"
@@ -53,52 +78,167 @@ train_launcher() {
   fi
 }
 
-# train_stage LANG EXP_DIR [SPLIT [extra steps/train.py options]]: train a transducer on LANG's
-# cuts_SPLIT (default train) (variables: model_conf, num_epochs, max_duration, train_opts,
-# train_nproc).
+# train_stage LANG VOCAB EXP SPLIT EPOCHS [steps/train.py options...]: stage 4 (and the
+# from-scratch baselines of stage 5): a transducer on LANG's cuts_SPLIT. Changed options resume
+# the same experiment (e.g. more epochs) or stop with the reason (another model or lang dir:
+# use another exp dir, or --force true to start it afresh).
 train_stage() {
-  local lang=$1 exp=$2 split=${3:-train}
-  shift 2; [ $# -gt 0 ] && shift
-  step "stage4_train_$(basename $exp)" "$exp/epoch-$num_epochs.pt" \
-    $(train_launcher) $GRAFT_ROOT/steps/train.py --cuts-train data/fbank/$lang/cuts_$split.jsonl.gz \
-      --cuts-dev data/fbank/$lang/cuts_dev.jsonl.gz --lang-dir data/lang/${lang}_bpe${vocab_size} \
-      --exp-dir $exp --model-conf $model_conf --num-epochs $num_epochs \
-      --max-duration $max_duration ${train_opts:-} "$@"
-}
-
-# transfer_stage SRC_EXP LANG EXP_DIR CUTS_TRAIN PRESET [extra steps/transfer.py options]:
-# initialize a LANG model from SRC_EXP by the rules of conf/transfer/PRESET.yaml and fine-tune
-# it on CUTS_TRAIN (variables: src_lang, num_epochs, max_duration, transfer_opts).
-transfer_stage() {
-  local src=$1 lang=$2 exp=$3 cuts=$4 preset=$5
+  local lang=$1 vocab=$2 exp=$3 split=$4 epochs=$5
   shift 5
-  step "stage5_transfer_$(basename $exp)" "$exp/epoch-$num_epochs.pt" \
-    $(train_launcher) $GRAFT_ROOT/steps/transfer.py --source-exp $src \
-      --source-lang-dir data/lang/${src_lang}_bpe${vocab_size} --transfer-conf $preset \
-      --cuts-train $cuts --cuts-dev data/fbank/$lang/cuts_dev.jsonl.gz \
-      --lang-dir data/lang/${lang}_bpe${vocab_size} --exp-dir $exp \
-      --num-epochs $num_epochs --max-duration $max_duration ${transfer_opts:-} "$@"
+  step "stage4_train_$(basename $exp)" "$exp/epoch-$epochs.pt" \
+    --inputs "data/fbank/$lang/cuts_$split.jsonl.gz $(lang_dir $lang $vocab)/tokens.txt" --clear-on-force "$exp" \
+    $(train_launcher) $GRAFT_ROOT/steps/train.py --cuts-train data/fbank/$lang/cuts_$split.jsonl.gz \
+      --cuts-dev data/fbank/$lang/cuts_dev.jsonl.gz --lang-dir $(lang_dir $lang $vocab) \
+      --exp-dir $exp --num-epochs $epochs "$@"
 }
 
-# decode_stage EXP LANG: decode LANG's dev and test with every method in $decode_methods, using
-# the epoch/avg in $decode_epoch / $decode_avg (variables: lm_weights, nj).
+# transfer_stage SRC_EXP LANG VOCAB EXP SPLIT EPOCHS PRESET [steps/transfer.py options...]:
+# stage 5: initialize a LANG model from SRC_EXP (its own lang dir comes with it) by the rules of
+# conf/transfer/PRESET.yaml and fine-tune it on cuts_SPLIT.
+transfer_stage() {
+  local src=$1 lang=$2 vocab=$3 exp=$4 split=$5 epochs=$6 preset=$7
+  shift 7
+  step "stage5_transfer_$(basename $exp)" "$exp/epoch-$epochs.pt" \
+    --inputs "data/fbank/$lang/cuts_$split.jsonl.gz $(lang_dir $lang $vocab)/tokens.txt $src/lang/tokens.txt" \
+    --clear-on-force "$exp" \
+    $(train_launcher) $GRAFT_ROOT/steps/transfer.py --source-exp $src --transfer-conf $preset \
+      --cuts-train data/fbank/$lang/cuts_$split.jsonl.gz --cuts-dev data/fbank/$lang/cuts_dev.jsonl.gz \
+      --lang-dir $(lang_dir $lang $vocab) --exp-dir $exp --num-epochs $epochs "$@"
+}
+
+# grid_models GRID LANG [steps/grid.py options...]: the transfer grid's models, one
+# tab-separated line each (name group preset split epochs minutes methods train_opts).
+grid_models() {
+  local grid=$1 lang=$2
+  shift 2
+  python $GRAFT_ROOT/steps/grid.py --grid $grid --fbank-dir data/fbank/$lang "$@"
+}
+
+# grid_stage SRC_EXP LANG VOCAB EXP_PREFIX GRID "TRAIN_OPTS" "SOURCE_OPTS" [steps/grid.py options...]:
+# stage 5, every model of the grid (scratch baselines with train_stage, transfers with
+# transfer_stage) into exp/<EXP_PREFIX>_<name>/. TRAIN_OPTS go to every model (after the grid's
+# own train_opts), SOURCE_OPTS to the transfers only (e.g. "--source-avg 2").
+grid_stage() {
+  local src=$1 lang=$2 vocab=$3 prefix=$4 grid=$5 extra=$6 source_opts=$7
+  local lines name group preset split epochs mins methods opts
+  shift 7
+  lines=$(grid_models $grid $lang "$@") || exit 1
+  while IFS=$'\t' read -r name group preset split epochs mins methods opts; do
+    [ -n "$name" ] || continue
+    log "grid $grid: ${prefix}_$name ($group, $split = $mins min, $epochs epochs)"
+    if [ "$group" = scratch ]; then  # the source's architecture, trained from scratch
+      train_stage $lang $vocab exp/${prefix}_$name $split $epochs --model-conf $src/model.yaml $opts $extra
+    else
+      transfer_stage $src $lang $vocab exp/${prefix}_$name $split $epochs $preset $opts $extra $source_opts
+    fi
+  done <<< "$lines"
+}
+
+# decode_stage EXP LANG VOCAB LM_ORDER "METHODS" AVG [steps/decode.py options...]: stage 6,
+# LANG's dev and test with the last epoch of EXP averaged over AVG epochs (at most all of them;
+# other settings: conf/decode.yaml, overridden by the options).
 decode_stage() {
-  local exp=$1 lang=$2 dir="decode_epoch${decode_epoch}_avg${decode_avg}"
-  step "stage6_decode_$(basename $exp)" "$exp/$dir/rtf.json" \
-    python $GRAFT_ROOT/steps/decode.py --exp-dir $exp --lang-dir data/lang/${lang}_bpe${vocab_size} \
+  local exp=$1 lang=$2 vocab=$3 order=$4 methods=$5 avg=$6 epoch
+  shift 6
+  epoch=$(last_epoch $exp)
+  if [ -z "$epoch" ]; then
+    log "stage 6: $exp has no epoch-N.pt (train it first: stage 4 or 5); not decoded"
+    return 0
+  fi
+  [ "$avg" -gt "$epoch" ] && avg=$epoch
+  local lm=$(lm_dir $lang $vocab $order) root=$exp/decode_epoch${epoch}_avg$avg
+  step "stage6_decode_$(basename $exp)" "$root/rtf.json" \
+    --inputs "$exp/epoch-$epoch.pt $lm/HLG.fst data/fbank/$lang/cuts_dev.jsonl.gz data/fbank/$lang/cuts_test.jsonl.gz" \
+    python $GRAFT_ROOT/steps/decode.py --exp-dir $exp --lm-dir $lm \
       --sets "dev:data/fbank/$lang/cuts_dev.jsonl.gz test:data/fbank/$lang/cuts_test.jsonl.gz" \
-      --methods "$decode_methods" --epoch $decode_epoch --avg $decode_avg \
-      --lm-weights "$lm_weights" --num-jobs $nj --decode-dir $dir
+      --methods "$methods" --epoch $epoch --avg $avg "$@"
 }
 
-# score_stage EXP LANG: WER/CER of every method at every LM weight and insertion penalty,
-# weights chosen on dev and applied to test (variables: lm_weights, word_ins_penalties). Runs
-# every time (re-scoring is cheap and needs no model): `--stage 7 --lm-weights "..."`.
+# decode_root EXP AVG: the decode dir stage 6 writes for EXP (empty when EXP has no epoch).
+decode_root() {
+  local epoch avg=$2
+  epoch=$(last_epoch $1)
+  [ -n "$epoch" ] || return 0
+  [ "$avg" -gt "$epoch" ] && avg=$epoch
+  echo "$1/decode_epoch${epoch}_avg$avg"
+}
+
+# score_stage EXP "METHODS" AVG [steps/score.py options...]: stage 7, WER/CER of every method at
+# every LM weight and insertion penalty, chosen on dev and applied to test. Runs every time
+# (re-scoring is cheap and needs no model): `--stage 7 --lm-weights "..."`.
 score_stage() {
-  local exp=$1 lang=$2 dir="decode_epoch${decode_epoch}_avg${decode_avg}"
+  local exp=$1 methods=$2 avg=$3 root
+  shift 3
+  root=$(decode_root $exp $avg)
+  if [ -z "$root" ] || [ ! -f "$root/decode.json" ]; then
+    log "stage 7: $exp is not decoded yet (run stage 6); not scored"
+    return 0
+  fi
   step "stage7_score_$(basename $exp)" "" \
-    python $GRAFT_ROOT/steps/score.py --decode-root $exp/$dir --method $decode_methods \
-      --dev-set dev --test-set test --lm-weights "$lm_weights" \
-      --word-ins-penalties "$word_ins_penalties" --lang-dir data/lang/${lang}_bpe${vocab_size} \
-      --num-jobs $nj
+    python $GRAFT_ROOT/steps/score.py --decode-root $root --methods "$methods" "$@"
+}
+
+# recipe_models TRAIN_EXP TRAIN_LANG "METHODS" SOURCE_EXP TARGET_LANG GRID PREFIX [grid options...]:
+# every model of a recipe, one tab-separated line each (exp lang group minutes methods): the
+# stage-4 model, then (when SOURCE_EXP is set) the grid's models whose features exist.
+recipe_models() {
+  local train_exp=$1 train_lang=$2 methods=$3 src=$4 target=$5 grid=$6 prefix=$7 lines
+  shift 7
+  printf '%s\t%s\t%s\t%s\t%s\n' "$train_exp" "$train_lang" trained - "${methods// /,}"
+  [ -n "$src" ] || return 0
+  lines=$(grid_models $grid $target --allow-missing "$@") || return 0
+  while IFS=$'\t' read -r name group preset split epochs mins meth opts; do
+    [ -n "$name" ] && printf '%s\t%s\t%s\t%s\t%s\n' "exp/${prefix}_$name" "$target" "$group" "$mins" "$meth"
+  done <<< "$lines"
+}
+
+# transfer_grid_stage SRC_EXP LANG VOCAB PREFIX GRID "TRAIN_OPTS" "SOURCE_OPTS" [grid options...]:
+# stage 5 (grid_stage), or a line saying why it is skipped (no source model set).
+transfer_grid_stage() {
+  if [ -z "$1" ]; then
+    log "stage 5 skipped: no source model (--source-exp DIR: a model trained by another recipe's stage 4)"
+    return 0
+  fi
+  if [ -z "$(last_epoch $1)" ] || [ ! -f "$1/model.yaml" ]; then
+    echo "ERROR: --source-exp $1 holds no trained model (epoch-N.pt and model.yaml): train it first (its recipe's stage 4)" >&2
+    exit 1
+  fi
+  grid_stage "$@"
+}
+
+# decode_models "MODELS" VOCAB LM_ORDER AVG [steps/decode.py options...]: stage 6 for every line
+# of recipe_models.
+decode_models() {
+  local models=$1 vocab=$2 order=$3 avg=$4 exp lang group mins methods
+  shift 4
+  while IFS=$'\t' read -r exp lang group mins methods; do
+    [ -n "$exp" ] && decode_stage $exp $lang $vocab $order "${methods//,/ }" $avg "$@"
+  done <<< "$models"
+}
+
+# score_models "MODELS" AVG RESULTS TITLE [steps/score.py options...]: stage 7 for every line of
+# recipe_models, then RESULTS (RESULTS.md) from every scored model (steps/report.py; options
+# of the report in $report_opts). Says so and fails when nothing is decoded yet.
+score_models() {
+  local models=$1 avg=$2 out=$3 title=$4 exp lang group mins methods root all_methods=""
+  shift 4
+  local report_args=()
+  while IFS=$'\t' read -r exp lang group mins methods; do
+    [ -n "$exp" ] || continue
+    root=$(decode_root $exp $avg)
+    if [ -z "$root" ] || [ ! -f "$root/decode.json" ]; then
+      log "stage 7: $exp is not decoded yet (run stage 6); left out"
+      continue
+    fi
+    score_stage $exp "${methods//,/ }" $avg "$@"
+    report_args+=(--experiment "$(basename $exp)|$group|$mins|$root")
+    all_methods="$all_methods ${methods//,/ }"
+  done <<< "$models"
+  if [ ${#report_args[@]} -eq 0 ]; then
+    echo "ERROR: stage 7: no decoded model to score (run stages 4-6 first); $out left as it is" >&2
+    exit 1
+  fi
+  all_methods=$(echo $all_methods | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
+  step "stage7_results" "" python $GRAFT_ROOT/steps/report.py --out $out --title "$title" \
+    --methods "${all_methods% }" ${report_opts[@]+"${report_opts[@]}"} "${report_args[@]}"
 }

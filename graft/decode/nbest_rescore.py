@@ -21,7 +21,7 @@ Saved n-best file (`nbest.jsonl`, one JSON object per line, written atomically):
 
 Usage:
     write_nbest("exp/m/decode/beam4/dev/nbest.jsonl", entries)
-    lm = WordLm.from_lang_dir("data/lang/en_bpe500")
+    lm = WordLm.from_lm_dir("data/lang/en_bpe500/lm_3gram")
     best = rescore_nbest(read_nbest(path), lm, lm_weights=[0.1, 0.3], penalties=[0.0])
     best[(0.3, 0.0)]["utt1"]          # ["hello", "world"]
 """
@@ -140,11 +140,11 @@ class WordLm:
         self._cache: dict[tuple[str, ...], float] = {}
 
     @classmethod
-    def from_lang_dir(cls, lang_dir: str | os.PathLike, oov_cost: float = DEFAULT_OOV_COST) -> "WordLm":
-        """Use `<lang>/G.fst` (the G that built HLG), else the one `lm_*gram.arpa` there."""
+    def from_lm_dir(cls, lm_dir: str | os.PathLike, oov_cost: float = DEFAULT_OOV_COST) -> "WordLm":
+        """Use `<lm dir>/G.fst` (the G that built HLG), else `lm.arpa` there."""
         import kaldifst
 
-        lang_dir = Path(lang_dir)
+        lang_dir = Path(lm_dir)
         words_path = lang_dir / "words.txt"
         word2id = read_symbols(words_path)
         g_path = lang_dir / "G.fst"
@@ -153,10 +153,10 @@ class WordLm:
             if g is None:
                 raise GraftError(f"cannot read {g_path} as an OpenFst StdVectorFst")
             return cls(g.to_str(show_weight_one=False), word2id, oov_cost)
-        arpas = sorted(lang_dir.glob("lm_*gram.arpa"))
-        if len(arpas) != 1:
-            raise GraftError(f"no G.fst in {lang_dir} and {len(arpas)} lm_*gram.arpa files there (need one)")
-        return cls.from_arpa(arpas[0], words_path, oov_cost)
+        arpa = lang_dir / "lm.arpa"
+        if not arpa.is_file():
+            raise GraftError(f"no G.fst and no lm.arpa in {lang_dir} (written by stage 3)")
+        return cls.from_arpa(arpa, words_path, oov_cost)
 
     @classmethod
     def from_arpa(cls, arpa: str | os.PathLike, words_path: str | os.PathLike,

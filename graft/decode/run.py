@@ -11,9 +11,9 @@ A method's set dir is built aside and replaces the old one only on success.
 
 Usage:
     model, info = load_model_for_decoding("exp/en_small", epoch=8, avg=3)
-    decode_set(model, "data/fbank/en/cuts_dev.jsonl.gz", "data/lang/en_bpe500",
-               "exp/en_small/decode_epoch8_avg3", "dev", ["greedy", "beam", "ctc-hlg"],
-               DecodeOptions(lm_weights=[0.1, 0.3, 0.5], num_jobs=2))
+    decode_set(model, "data/fbank/en/cuts_dev.jsonl.gz", load_lang_dir("data/lang/en_bpe500"),
+               "data/lang/en_bpe500/lm_3gram", "exp/en_small/decode_epoch8_avg3", "dev",
+               ["greedy", "beam", "ctc-hlg"], DecodeOptions(lm_weights=[0.1, 0.3, 0.5], num_jobs=2), info)
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ from tqdm import tqdm
 from graft.decode.ctc_lattice import LatticeDecodeConfig, decode_lattices, middle_lm_weight
 from graft.decode.nbest_rescore import nbest_entry, write_nbest
 from graft.decode.search import ctc_greedy_search, greedy_search, modified_beam_search
-from graft.lang.symbols import invert, read_symbols, tokens_to_words
+from graft.lang.langdir import LangDir
+from graft.lang.symbols import tokens_to_words
 from graft.data.kaldi_text import write_text
 from graft.utils.errors import GraftError, require_file
 from graft.utils.io import atomic_dir, atomic_write
@@ -71,13 +72,14 @@ class EncodedSet:
         return sum(self.durations.values())
 
 
-def check_lang_matches(lang_dir: Path, vocab_size: int, source: str) -> dict[int, str]:
-    """id -> token of the lang dir; GraftError when its size differs from the model's."""
-    tokens = read_symbols(require_file(lang_dir / "tokens.txt", stage=3, what="the token table"))
-    if len(tokens) != vocab_size:
-        raise GraftError(f"{lang_dir}/tokens.txt has {len(tokens)} tokens but the model in {source} "
+def check_lang_matches(lang: LangDir, vocab_size: int, info: dict | None) -> dict[int, str]:
+    """id -> token of the lang dir; GraftError when it is not the one the model was trained with."""
+    source = str((info or {}).get("exp_dir") or (info or {}).get("checkpoints") or "the model")
+    lang.check_fingerprint((info or {}).get("fingerprint"), f"the model in {source}")
+    if lang.vocab_size != vocab_size:
+        raise GraftError(f"{lang.path}/tokens.txt has {lang.vocab_size} tokens but the model in {source} "
                          f"has {vocab_size} outputs: decode with the lang dir the model was trained on")
-    return invert(tokens)
+    return lang.id2token
 
 
 @torch.no_grad()
@@ -129,7 +131,7 @@ def _batches(encoded: EncodedSet, size: int = 32):
 
 
 @torch.no_grad()
-def _run_method(method: str, model, encoded: EncodedSet, lang_dir: Path, set_dir: Path,
+def _run_method(method: str, model, encoded: EncodedSet, lm_dir: Path | None, set_dir: Path,
                 id2token: dict[int, str], opts: DecodeOptions) -> dict:
     t0 = time.perf_counter()
     extra: dict = {}
@@ -156,8 +158,8 @@ def _run_method(method: str, model, encoded: EncodedSet, lang_dir: Path, set_dir
                                   lattice_beam=opts.lattice_beam, num_jobs=opts.num_jobs)
         items = ((uid, lp.numpy().astype("float32"), encoded.durations[uid])
                  for uid, lp in zip(encoded.ids, encoded.ctc_log_probs))
-        stats = decode_lattices(items, require_file(lang_dir / "HLG.fst", stage=3, what="the decoding graph"),
-                                lang_dir / "words.txt", set_dir, cfg, total=len(encoded.ids))
+        stats = decode_lattices(items, require_file(lm_dir / "HLG.fst", stage=3, what="the decoding graph"),
+                                lm_dir / "words.txt", set_dir, cfg, total=len(encoded.ids))
         extra = {"lattice": {"w0": cfg.lm_weight, "search_rtf": stats.rtf, "not_final": stats.num_not_final,
                              "empty": stats.num_empty, "mean_lattice_arcs": stats.mean_lattice_arcs}}
     else:
@@ -170,24 +172,31 @@ def _run_method(method: str, model, encoded: EncodedSet, lang_dir: Path, set_dir
             "search_rtf": round(search / audio, 5), **extra}
 
 
-def decode_set(model, cuts_path: str | Path, lang_dir: str | Path, decode_root: str | Path,
+def decode_set(model, cuts_path: str | Path, lang: LangDir, lm_dir: str | Path | None, decode_root: str | Path,
                set_name: str, methods: Sequence[str], opts: DecodeOptions, info: dict | None = None) -> list[dict]:
-    """Decode one set by each method into `<decode_root>/<method>/<set_name>/`; return figures."""
-    lang_dir, decode_root = Path(lang_dir), Path(decode_root)
+    """Decode one set by each method into `<decode_root>/<method>/<set_name>/`; return figures.
+
+    `lang` must be the lang dir the model was trained with (its fingerprint is checked); `lm_dir`
+    (an LM dir of graft.lang.prepare: HLG.fst, words.txt) is needed by ctc-hlg only."""
+    decode_root = Path(decode_root)
+    lm_dir = Path(lm_dir) if lm_dir is not None else None
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise GraftError(f"unknown decoding method(s) {', '.join(bad)} (choose from {', '.join(METHODS)})")
-    id2token = check_lang_matches(lang_dir, model.vocab_size, str((info or {}).get("checkpoints", "the model")))
+    id2token = check_lang_matches(lang, model.vocab_size, info)
     if "ctc-hlg" in methods:
-        require_file(lang_dir / "HLG.fst", stage=3, what="the decoding graph")
+        if lm_dir is None:
+            raise GraftError("ctc-hlg decoding needs an LM dir (--lm-dir data/lang/<lang>_bpe<V>/lm_<N>gram)")
+        require_file(lm_dir / "HLG.fst", stage=3, what="the decoding graph")
     encoded = encode_set(model, cuts_path, opts.max_duration)
     results = []
     for method in methods:
         final = decode_root / method / set_name
         with atomic_dir(final) as tmp:
             write_text(tmp / "ref.txt", encoded.refs, order=encoded.ids)
-            fig = _run_method(method, model, encoded, lang_dir, tmp, id2token, opts)
-            fig.update({"cuts": str(cuts_path), "lang_dir": str(lang_dir), "options": asdict(opts),
+            fig = _run_method(method, model, encoded, lm_dir, tmp, id2token, opts)
+            fig.update({"cuts": str(cuts_path), "lang_dir": str(lang.path),
+                        "lm_dir": str(lm_dir) if lm_dir else None, "options": asdict(opts),
                         "model": {k: v for k, v in (info or {}).items() if k != "model_conf"}})
             with atomic_write(tmp / "decode.json") as f:
                 json.dump(fig, f, indent=2)

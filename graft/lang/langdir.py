@@ -127,3 +127,41 @@ def load_lang_dir(path: str | os.PathLike) -> LangDir:
         raise GraftError(f"{lang_json} records token fingerprint {meta['fingerprint']} but {tokens_txt} "
                          f"hashes to {fingerprint}: the dir was edited by hand; re-run stage 3")
     return LangDir(path, tokens, blank_id, fingerprint, meta)
+
+
+def copy_lang_dir(lang: LangDir, dest: str | os.PathLike) -> Path:
+    """Copy the BPE side (bpe.model, tokens.txt, lang.json) into `dest` (a model's exp dir
+    `lang/`), so that the model carries its own lang dir; kept when it already holds the same tokens."""
+    import shutil
+
+    from graft.utils.io import atomic_dir
+
+    dest = Path(dest)
+    if (dest / "tokens.txt").is_file():
+        try:
+            if load_lang_dir(dest).fingerprint == lang.fingerprint:
+                return dest
+        except GraftError:
+            pass
+    with atomic_dir(dest) as tmp:
+        for name in ("bpe.model", "tokens.txt", "lang.json"):
+            if (lang.path / name).is_file():
+                shutil.copy2(lang.path / name, tmp / name)
+    return dest
+
+
+def model_lang_dir(exp_dir: str | os.PathLike, recorded: dict | None = None,
+                   override: str | os.PathLike | None = None) -> LangDir:
+    """The lang dir a trained model in `exp_dir` was trained with: `override` if given, else the
+    copy in `<exp_dir>/lang/`, else the path its checkpoint records; its fingerprint is checked
+    against the checkpoint's (`recorded`: {"lang_dir", "fingerprint"})."""
+    recorded = recorded or {}
+    candidates = [Path(override)] if override else [Path(exp_dir) / "lang"] + (
+        [Path(recorded["lang_dir"])] if recorded.get("lang_dir") else [])
+    for path in candidates:
+        if (path / "tokens.txt").is_file():
+            lang = load_lang_dir(path)
+            lang.check_fingerprint(recorded.get("fingerprint"), f"the model in {exp_dir}")
+            return lang
+    raise GraftError(f"cannot find the lang dir of the model in {exp_dir}: looked in "
+                     f"{', '.join(map(str, candidates))}; pass it (--source-lang-dir / --lang-dir)")

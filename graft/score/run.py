@@ -31,7 +31,11 @@ results as they were.
 Usage:
     sel = score_method(ScoreConfig(decode_root="exp/m/decode", method="ctc-hlg",
                                    lm_weights=[0.3, 0.5, 0.7], penalties=[0.0, 0.5],
-                                   lang_dir="data/lang/en_bpe500"))
+                                   lm_dir="data/lang/en_bpe500/lm_3gram"))
+
+The LM dir (words.txt for lattices, G.fst for n-best lists) defaults to the one the decode dir
+records in its decode.json (steps/decode.py writes it). Sweeping LM weights far from the w0 the
+lattices were decoded at gets a warning (their beams were tuned for w0).
 """
 from __future__ import annotations
 
@@ -69,7 +73,7 @@ class ScoreConfig:
     penalties: Sequence[float] = (0.0,)
     dev_set: str = "dev"
     test_set: str | None = "test"
-    lang_dir: str | os.PathLike | None = None
+    lm_dir: str | os.PathLike | None = None
     oov_cost: float = DEFAULT_OOV_COST
     num_jobs: int = 1
     top_errors: int = 30
@@ -102,13 +106,40 @@ def detect_kind(set_dir: Path) -> str:
     )
 
 
-def _lang_file(config: ScoreConfig, name: str, why: str) -> Path:
-    if config.lang_dir is None:
-        raise GraftError(f"{why} needs the lang dir (--lang-dir) for {name}")
-    path = Path(config.lang_dir) / name
+def recorded_lm_dir(decode_root: str | os.PathLike) -> Path | None:
+    """The LM dir a decode dir records in its decode.json (None when it records none)."""
+    path = Path(decode_root) / "decode.json"
     if not path.is_file():
-        raise MissingStageError(f"missing {path} ({why}; written by the lang stage)")
+        return None
+    lm_dir = json.loads(path.read_text(encoding="utf-8")).get("lm_dir")
+    return Path(lm_dir) if lm_dir else None
+
+
+def _lang_file(config: ScoreConfig, name: str, why: str) -> Path:
+    lm_dir = config.lm_dir or recorded_lm_dir(config.decode_root)
+    if lm_dir is None:
+        raise GraftError(f"{why} needs the LM dir (--lm-dir) for {name}: {config.decode_root}/decode.json records none")
+    path = Path(lm_dir) / name
+    if not path.is_file():
+        raise MissingStageError(f"missing {path} ({why}; written by stage 3)")
     return path
+
+
+def warn_far_from_w0(set_dir: Path, weights: Sequence[float]) -> float | None:
+    """Warn when the sweep reaches LM weights far (beyond 2x either way) from the lattices' w0."""
+    path = set_dir / "decode.json"
+    if not path.is_file():
+        return None
+    w0 = (json.loads(path.read_text(encoding="utf-8")).get("lattice") or {}).get("w0")
+    if not w0:
+        return None
+    far = [w for w in weights if w > 0 and not w0 / 2 <= w <= 2 * w0]
+    if far:
+        log.warning("%s: lattices were decoded at LM weight w0=%s; the sweep's %s are more than 2x away "
+                    "(their pruning beams were set for w0): decode again with --lm-weights centred on "
+                    "the weights you score at", set_dir, weight_label(w0),
+                    ", ".join(weight_label(w) for w in far[:5]) + (" ..." if len(far) > 5 else ""))
+    return float(w0)
 
 
 def load_hypotheses(set_dir: Path, kind: str, config: ScoreConfig, lm_cache: dict) -> dict[Pair, dict[str, list[str]]]:
@@ -117,6 +148,7 @@ def load_hypotheses(set_dir: Path, kind: str, config: ScoreConfig, lm_cache: dic
     pens = [float(p) for p in config.penalties]
     if kind == "lattice":
         id2word = invert(read_symbols(_lang_file(config, "words.txt", f"re-scoring lattices in {set_dir}")))
+        warn_far_from_w0(set_dir, weights)
         scp = read_scp(set_dir / SCP_PATH)
         if not scp:
             raise GraftError(f"{set_dir / SCP_PATH} lists no lattices")
@@ -129,8 +161,8 @@ def load_hypotheses(set_dir: Path, kind: str, config: ScoreConfig, lm_cache: dic
         lm = None
         if any(w != 0 for w in weights):
             if "lm" not in lm_cache:
-                _lang_file(config, "words.txt", f"re-scoring n-best lists in {set_dir}")
-                lm_cache["lm"] = WordLm.from_lang_dir(config.lang_dir, oov_cost=config.oov_cost)
+                words = _lang_file(config, "words.txt", f"re-scoring n-best lists in {set_dir}")
+                lm_cache["lm"] = WordLm.from_lm_dir(words.parent, oov_cost=config.oov_cost)
             lm = lm_cache["lm"]
         return rescore_nbest(entries, lm, weights, pens)
     if kind == "hyp":

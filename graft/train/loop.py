@@ -213,6 +213,7 @@ class Trainer:
             raise GraftError(f"{path} was trained with vocab size {vocab} ({ckpt['lang'].get('lang_dir')}) "
                              f"but {self.lang.lang_dir} has {self.lang.vocab_size} tokens: use the "
                              "matching --lang-dir, or a new --exp-dir")
+        self.lang.check_fingerprint(ckpt["lang"].get("fingerprint"), f"the checkpoint {path}")
         stored = ckpt.get("model_conf") or {}
         diff = sorted(k for k in set(stored) | set(self.model_conf)
                       if k not in ("name", "description") and stored.get(k) != self.model_conf.get(k))

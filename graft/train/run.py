@@ -9,11 +9,24 @@ fresh run starts from the same weights); under torchrun, DDP copies rank 0's wei
 """
 from __future__ import annotations
 
-from graft.lang.langdir import load_lang_dir
+from pathlib import Path
+
+from graft.lang.langdir import copy_lang_dir, load_lang_dir
 from graft.train.ddp import cleanup_distributed, init_distributed
 from graft.train.loop import TrainResult, train
 from graft.train.options import TrainConfig
 from graft.train.rng import seed_everything
+
+
+def write_model_conf(model_conf: dict, path: Path) -> None:
+    """The model's conf as a yaml (`--model-conf exp/<model>/model.yaml` builds the same model)."""
+    import yaml
+
+    from graft.utils.io import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        yaml.safe_dump(model_conf, f, sort_keys=False)
 
 
 def run_training(conf: TrainConfig) -> TrainResult:
@@ -26,6 +39,9 @@ def run_training(conf: TrainConfig) -> TrainResult:
         model_conf = load_model_conf(conf.model_conf)
         seed_everything(conf.seed)
         model = build_model(model_conf, vocab_size=lang.vocab_size, blank_id=lang.blank_id)
+        if dist_info.is_main:  # the model carries its lang dir and conf (decoding, transfer, baselines)
+            copy_lang_dir(lang, Path(conf.exp_dir) / "lang")
+            write_model_conf(model_conf, Path(conf.exp_dir) / "model.yaml")
         return train(model, conf, lang, model_conf, dist_info=dist_info)
     finally:
         cleanup_distributed(dist_info)

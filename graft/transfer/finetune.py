@@ -2,7 +2,7 @@
 transfer, then fine-tune with graft.train (resume, atomic checkpoints, logging, DDP as usual).
 
 Usage:
-    source = SourceSpec("exp/en_small", lang_dir="data/lang/en_bpe500", epoch=10, avg=3)
+    source = SourceSpec("exp/en_small", epoch=10, avg=3)   # its lang dir: exp/en_small/lang/
     rules = load_rules("encoder", l2sp=1e-3)
     setup = prepare_transfer(source, rules, "data/lang/cs_bpe500")      # every check, no training
     print(describe(setup))                                              # the --dry-run report
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graft.lang.langdir import LangDir, load_lang_dir
+from graft.lang.langdir import LangDir, copy_lang_dir, load_lang_dir, model_lang_dir
 from graft.transfer.freeze import StepFreezer
 from graft.transfer.mix import MixReport, mix_cuts
 from graft.transfer.plan import (TransferPlan, apply_plan, format_plan, freeze_whole_run,
@@ -47,10 +47,11 @@ MIXED_CUTS_NAME = "cuts_train_mix.jsonl.gz"
 
 @dataclass
 class SourceSpec:
-    """Which source model: an experiment dir, its lang dir, and the checkpoint choice."""
+    """Which source model: an experiment dir, the checkpoint choice, and (optionally) its lang
+    dir; by default the model's own (graft.lang.langdir.model_lang_dir)."""
 
     exp_dir: str
-    lang_dir: str
+    lang_dir: str | None = None
     epoch: int | None = None
     avg: int = 1
     use_averaged_model: bool = False
@@ -91,14 +92,15 @@ def load_source(spec: SourceSpec) -> Source:
     """Load the source checkpoint (epoch averaging as in decoding) and check its lang dir."""
     from graft.train.checkpoint import load_model_for_decoding
 
-    tokens = require_file(Path(spec.lang_dir) / "tokens.txt", stage=3, what="source token list")
     model, info = load_model_for_decoding(spec.exp_dir, epoch=spec.epoch, avg=spec.avg,
                                           use_averaged_model=spec.use_averaged_model)
-    num_tokens = sum(1 for line in tokens.read_text(encoding="utf-8").splitlines() if line.strip())
-    if int(info["vocab_size"]) != num_tokens:
+    lang = model_lang_dir(spec.exp_dir, info, spec.lang_dir)
+    if int(info["vocab_size"]) != lang.vocab_size:
         raise GraftError(f"the source model in {spec.exp_dir} has a {info['vocab_size']}-token vocabulary "
-                         f"but {tokens} has {num_tokens} lines: pass the source's own --source-lang-dir "
-                         f"(it was trained with {info.get('lang_dir')})")
+                         f"but {lang.path}/tokens.txt has {lang.vocab_size} lines: pass the source's own "
+                         f"--source-lang-dir (it was trained with {info.get('lang_dir')})")
+    spec.lang_dir = str(lang.path)
+    tokens = lang.path / "tokens.txt"
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return Source(spec, state, dict(info["model_conf"]), info, tokens)
 
@@ -228,6 +230,10 @@ def run_transfer(setup: TransferSetup, conf, dist_info=None):
             log.info("L2-SP: the CTC head is not trained (ctc_weight 0): not anchoring %s", dropped)
     if dist_info.is_main:
         _write_records(exp_dir, setup)
+        copy_lang_dir(setup.lang, exp_dir / "lang")
+        from graft.train.run import write_model_conf
+
+        write_model_conf(setup.model_conf, exp_dir / "model.yaml")
         log.info("layer transfer plan:\n%s", describe(setup))
     with setup.freezer.attached_to_any() if setup.freezer else contextlib.nullcontext():
         return train(setup.model, conf, setup.lang, setup.model_conf, param_groups=setup.param_groups,

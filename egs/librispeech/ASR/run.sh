@@ -2,7 +2,7 @@
 # LibriSpeech recipe: English read audiobooks, the source language of a transfer (a model
 # trained here is grafted onto a target language elsewhere). See README.md here.
 #
-#   ./run.sh                                  # stages 0-4 on train-clean-100
+#   ./run.sh                                  # stages 0-7 on train-clean-100
 #   ./run.sh --subset mini --model-conf small # mini_librispeech (5 h): a quick run-through
 #   ./run.sh --raw-dir /data/corpora          # LibriSpeech/ or its archives are already there
 #   ./run.sh --help                           # every option with its default
@@ -10,11 +10,14 @@
 # Stages:
 #   0  get the missing LibriSpeech parts (or say where to place them), index them
 #      (local/librispeech.py download) -> data/corpus/en/
-#   1  Lhotse manifests train/dev/test (+ nested train subsets) -> data/manifests/en/
-#   2  80-dim fbank, lilcom storage -> data/fbank/en/
-#   3  language side: BPE, lexicon, n-gram LM, G, L, LG, HLG -> data/lang/en_bpe<V>/
-#   4  train the English transducer (pruned RNN-T + CTC) -> exp/en_<model_conf>/ (the source
-#      model a target recipe transfers from)
+#   1  Lhotse manifests train/dev/test (+ nested train subsets) -> data/manifests/<lang>/
+#   2  80-dim fbank, lilcom storage (audio resampled to 16 kHz) -> data/fbank/<lang>/
+#   3  language side: BPE lang dir, then its LM dir (lexicon, n-gram LM, G, L, LG, HLG) -> data/lang/<lang>_bpe<V>/
+#   4  train a transducer (pruned RNN-T + CTC) -> exp/<lang>_<model_conf>/ (the source model of other recipes)
+#   5  transfer grid (conf/grid/<grid>.yaml) from --source-exp: transfer and scratch baselines per
+#      train size -> exp/<lang>_<name>/ (skipped, saying so, without --source-exp)
+#   6  decode dev/test of every model: greedy, modified beam (n-best), CTC + HLG lattices
+#   7  score at every LM weight (chosen on dev, applied to test); RESULTS.md
 # Splits (--subset): train = train-clean-100 (100), train-clean-5 (mini), +train-clean-360 (460),
 # +train-other-500 (960); dev = dev-clean (mini: dev-clean-2); test = --test-part.
 set -euo pipefail
@@ -22,8 +25,8 @@ cd "$(dirname "$0")"
 . ../../../utils/env.sh
 
 stage=0                     # first stage to run
-stop_stage=4                # last stage to run
-force=false                 # re-run stages whose outputs exist
+stop_stage=7                # last stage to run
+force=false                 # re-run stages even when their inputs and options are unchanged
 nj=2                        # parallel jobs (audio headers, features)
 seed=0                      # train subset seed
 corpus=librispeech          # the adapter: local/librispeech.py
@@ -32,25 +35,51 @@ dl_dir=data/corpus          # where stage 0 writes the corpus index (data/corpus
 subset=100                  # training data: mini (train-clean-5), 100, 460 or 960 (hours)
 test_part=test-clean        # test split: test-clean or test-other
 lm_text=                    # optional extra LM text, one sentence a line (e.g. librispeech-lm-norm.txt)
-train_subsets_en=           # nested train subsets (minutes) besides "all", e.g. "600 1200"
+train_subsets=              # nested train subsets (minutes) besides "all", e.g. "600 1200"
 vocab_size=500              # BPE vocabulary size
 lm_order=3                  # n-gram order of the word LM
 model_conf=medium           # model preset (conf/model/<name>.yaml): tiny, small, medium, large
 num_epochs=30               # training epochs
 max_duration=400            # seconds of audio per batch (per GPU)
 train_opts="--ctc-weight 0.2" # more steps/train.py options (CTC head for HLG decoding)
+source_exp=                 # stage 5's source model, e.g. ../../librispeech/ASR/exp/en_medium (empty: stage 5 is skipped)
+grid=single                 # stage 5's transfer grid: conf/grid/<grid>.yaml
+grid_opts=                  # steps/grid.py overrides, e.g. "--sizes '15m all' --budget-minutes 90"
+decode_methods="greedy beam ctc-hlg" # stage 6 methods of the stage-4 model (the grid's are in its yaml)
+decode_avg=4                # average the last N epochs for decoding
+lm_weights=                 # LM weight sweep of stages 6-7 (default: conf/decode.yaml)
+word_ins_penalties=         # word insertion penalties of stage 7 (default: conf/decode.yaml)
 log_dir=exp/log             # where each step's log goes
+stages="0 1 2 3 4 5 6 7"    # the stages of this recipe
 . ../../../utils/parse_options.sh
 . ../../../utils/stage.sh
 . ../../../utils/recipe_stages.sh
 lang=en                     # LibriSpeech is English: data/*/en/
 src_exp=exp/${lang}_$model_conf  # the source model (stage 4)
 
-download_opts="--raw-dir $raw_dir --subset $subset --test-part $test_part --language $lang --jobs $nj ${lm_text:+--lm-text $lm_text}"
+train_exp=exp/${lang}_$model_conf  # stage 4's model (a source for other recipes: --source-exp .../exp/<this>)
+decode_opts=(${lm_weights:+--lm-weights "$lm_weights"})
+score_opts=(${lm_weights:+--lm-weights "$lm_weights"} ${word_ins_penalties:+--word-ins-penalties "$word_ins_penalties"})
+eval "grid_args=($grid_opts)"
 
-if stage_in 0; then corpus_stage; fi
-if stage_in 1; then manifests_stage $lang; fi
+if stage_in 0; then corpus_stage $corpus $dl_dir $lang "$lm_text" --raw-dir $raw_dir --subset $subset --test-part $test_part \
+    --language $lang --jobs $nj ${lm_text:+--lm-text $lm_text}; fi
+if stage_in 1; then manifests_stage $corpus $dl_dir $lang "$train_subsets" $seed; fi
 if stage_in 2; then fbank_stage $lang; fi
-if stage_in 3; then lang_stage $lang; fi
-if stage_in 4; then train_stage $lang $src_exp; fi
+if stage_in 3; then lang_stage $lang $vocab_size $lm_order $dl_dir/$lang/lm_text.txt; fi
+if stage_in 4; then
+  train_stage $lang $vocab_size $train_exp train $num_epochs --model-conf $model_conf \
+    --max-duration $max_duration $train_opts
+fi
+if stage_in 5; then
+  transfer_grid_stage "$source_exp" $lang $vocab_size $lang $grid "--max-duration $max_duration" \
+    "--source-avg $decode_avg" ${grid_args[@]+"${grid_args[@]}"}
+fi
+if stage_in 6 || stage_in 7; then
+  models=$(recipe_models $train_exp $lang "$decode_methods" "$source_exp" $lang $grid $lang ${grid_args[@]+"${grid_args[@]}"})
+fi
+if stage_in 6; then decode_models "$models" $vocab_size $lm_order $decode_avg ${decode_opts[@]+"${decode_opts[@]}"}; fi
+if stage_in 7; then
+  score_models "$models" $decode_avg RESULTS.md "LibriSpeech results (egs/librispeech/ASR)" ${score_opts[@]+"${score_opts[@]}"}
+fi
 log "finished stages $stage..$stop_stage"

@@ -2,16 +2,20 @@
 # yesno recipe: Kaldi's sanity check (60 files of 8 Hebrew "yes"/"no" words, 8 kHz, one
 # speaker). Every stage runs on a CPU, in a few minutes in all. See README.md here.
 #
-#   ./run.sh                    # stages 0-4
+#   ./run.sh                    # stages 0-7
 #   ./run.sh --help             # every option with its default
 #
 # Stages:
 #   0  get waves_yesno (or say where to place it), index it (local/yesno.py download)
 #      -> data/corpus/en/ (the transcripts are the English words YES and NO)
-#   1  Lhotse manifests train/dev/test (audio resampled to 16 kHz) -> data/manifests/en/
-#   2  80-dim fbank, lilcom storage -> data/fbank/en/
-#   3  language side: BPE (a tiny vocabulary), lexicon, LM, G, L, LG, HLG -> data/lang/en_bpe<V>/
-#   4  train a tiny transducer (pruned RNN-T + CTC) -> exp/en_tiny/
+#   1  Lhotse manifests train/dev/test (+ nested train subsets) -> data/manifests/<lang>/
+#   2  80-dim fbank, lilcom storage (audio resampled to 16 kHz) -> data/fbank/<lang>/
+#   3  language side: BPE lang dir, then its LM dir (lexicon, n-gram LM, G, L, LG, HLG) -> data/lang/<lang>_bpe<V>/
+#   4  train a transducer (pruned RNN-T + CTC) -> exp/<lang>_<model_conf>/ (a tiny model)
+#   5  transfer grid (conf/grid/<grid>.yaml) from --source-exp: transfer and scratch baselines per
+#      train size -> exp/<lang>_<name>/ (skipped, saying so, without --source-exp)
+#   6  decode dev/test of every model: greedy, modified beam (n-best), CTC + HLG lattices
+#   7  score at every LM weight (chosen on dev, applied to test); RESULTS.md
 # Splits: test = lhotse's yesno test (the 30 odd files of the sorted list, as in icefall);
 # lhotse's train (the 30 even files): every 5th is dev (6), the rest train (24).
 set -euo pipefail
@@ -19,8 +23,8 @@ cd "$(dirname "$0")"
 . ../../../utils/env.sh
 
 stage=0                     # first stage to run
-stop_stage=4                # last stage to run
-force=false                 # re-run stages whose outputs exist
+stop_stage=7                # last stage to run
+force=false                 # re-run stages even when their inputs and options are unchanged
 nj=1                        # parallel jobs (features: one is fastest for 60 files)
 seed=0                      # (no subsets here)
 corpus=yesno                # the adapter: local/yesno.py
@@ -28,21 +32,47 @@ raw_dir=download            # where waves_yesno.tar.gz and waves_yesno/ are (or 
 dl_dir=data/corpus          # where stage 0 writes the corpus index (data/corpus/en/)
 vocab_size=12               # BPE vocabulary: 2 words, 5 letters; sentencepiece accepts 10..17
 lm_order=2                  # n-gram order of the word LM
+train_subsets=              # (no subsets here)
 model_conf=tiny             # model preset (conf/model/<name>.yaml)
 num_epochs=30               # training epochs
 max_duration=30             # seconds of audio per batch (about 5 batches an epoch)
 train_opts="--ctc-weight 0.2 --warm-steps 40 --lr-steps 200 --lr-epochs 10 --base-lr 0.004" # CTC head; short schedule
+source_exp=                 # stage 5's source model, e.g. ../../librispeech/ASR/exp/en_medium (empty: stage 5 is skipped)
+grid=single                 # stage 5's transfer grid: conf/grid/<grid>.yaml
+grid_opts=                  # steps/grid.py overrides, e.g. "--sizes '15m all' --budget-minutes 90"
+decode_methods="greedy beam ctc-hlg" # stage 6 methods of the stage-4 model (the grid's are in its yaml)
+decode_avg=4                # average the last N epochs for decoding
+lm_weights=                 # LM weight sweep of stages 6-7 (default: conf/decode.yaml)
+word_ins_penalties=         # word insertion penalties of stage 7 (default: conf/decode.yaml)
 log_dir=exp/log             # where each step's log goes
+stages="0 1 2 3 4 5 6 7"    # the stages of this recipe
 . ../../../utils/parse_options.sh
 . ../../../utils/stage.sh
 . ../../../utils/recipe_stages.sh
 lang=en                     # the transcripts are written in English letters: data/*/en/
 
-download_opts="--raw-dir $raw_dir --language $lang"
+train_exp=exp/${lang}_$model_conf  # stage 4's model (a source for other recipes: --source-exp .../exp/<this>)
+decode_opts=(${lm_weights:+--lm-weights "$lm_weights"})
+score_opts=(${lm_weights:+--lm-weights "$lm_weights"} ${word_ins_penalties:+--word-ins-penalties "$word_ins_penalties"})
+eval "grid_args=($grid_opts)"
 
-if stage_in 0; then corpus_stage; fi
-if stage_in 1; then manifests_stage $lang; fi
+if stage_in 0; then corpus_stage $corpus $dl_dir $lang "" --raw-dir $raw_dir --language $lang; fi
+if stage_in 1; then manifests_stage $corpus $dl_dir $lang "$train_subsets" $seed; fi
 if stage_in 2; then fbank_stage $lang; fi
-if stage_in 3; then lang_stage $lang; fi
-if stage_in 4; then train_stage $lang exp/${lang}_$model_conf; fi
+if stage_in 3; then lang_stage $lang $vocab_size $lm_order $dl_dir/$lang/lm_text.txt; fi
+if stage_in 4; then
+  train_stage $lang $vocab_size $train_exp train $num_epochs --model-conf $model_conf \
+    --max-duration $max_duration $train_opts
+fi
+if stage_in 5; then
+  transfer_grid_stage "$source_exp" $lang $vocab_size $lang $grid "--max-duration $max_duration" \
+    "--source-avg $decode_avg" ${grid_args[@]+"${grid_args[@]}"}
+fi
+if stage_in 6 || stage_in 7; then
+  models=$(recipe_models $train_exp $lang "$decode_methods" "$source_exp" $lang $grid $lang ${grid_args[@]+"${grid_args[@]}"})
+fi
+if stage_in 6; then decode_models "$models" $vocab_size $lm_order $decode_avg ${decode_opts[@]+"${decode_opts[@]}"}; fi
+if stage_in 7; then
+  score_models "$models" $decode_avg RESULTS.md "yesno results (egs/yesno/ASR)" ${score_opts[@]+"${score_opts[@]}"}
+fi
 log "finished stages $stage..$stop_stage"

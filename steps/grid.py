@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""The transfer grid of a target recipe (conf/grid/*.yaml), expanded into one line per model.
+
+Usage:
+    steps/grid.py --grid demo --fbank-dir data/fbank/cs [--sizes "15m 30m"] [--budget-minutes 90]
+
+Prints tab-separated lines `name group preset split epochs minutes methods train_opts` for
+every model of the grid (group: transfer, scratch or ablation; preset `-` for scratch; methods
+comma-separated), read by utils/recipe_stages.sh's grid stages. Epochs come from the train
+manifest's duration: ceil(budget_minutes / minutes of cuts_<split>), at least 1, so every model
+sees the same minutes of audio. A size whose manifest is missing is an error naming stage 1-2.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from graft.utils.cli import run_main
+from graft.utils.conf import CONF_DIR
+from graft.utils.errors import GraftError, require_file
+
+KEYS = {"budget_minutes", "sizes", "presets", "scratch", "ablation", "methods", "ablation_methods", "train_opts"}
+
+
+@dataclass
+class GridModel:
+    name: str
+    group: str
+    preset: str
+    split: str
+    epochs: int
+    minutes: float
+    methods: list[str]
+    train_opts: str
+
+    def line(self) -> str:
+        return "\t".join([self.name, self.group, self.preset, self.split, str(self.epochs),
+                          f"{self.minutes:g}", ",".join(self.methods), self.train_opts])
+
+
+def load_grid(name: str) -> dict:
+    """conf/grid/<name>.yaml (or a path); every key checked."""
+    path = Path(name) if name.endswith(".yaml") else CONF_DIR / "grid" / f"{name}.yaml"
+    if not path.is_file():
+        choices = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
+        raise GraftError(f"no grid {path} (grids: {', '.join(choices)})")
+    grid = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    unknown, missing = set(grid) - KEYS, KEYS - set(grid)
+    if unknown or missing:
+        raise GraftError(f"{path}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+    if not grid["presets"]:
+        raise GraftError(f"{path}: presets is empty (the first preset is the main transfer)")
+    return grid
+
+
+def split_of(size: str) -> str:
+    return "train" if size == "all" else f"train_{size}"
+
+
+def train_minutes(fbank_dir: Path, split: str) -> float:
+    from lhotse import load_manifest_lazy
+
+    path = require_file(fbank_dir / f"cuts_{split}.jsonl.gz", stage=2,
+                        what=f"the {split} features manifest (train subsets come from stage 1)")
+    return sum(c.duration for c in load_manifest_lazy(path)) / 60
+
+
+def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[GridModel]:
+    """Every model of the grid, in training order (scratch then transfer at each size, then the
+    ablation). `allow_missing`: leave out sizes whose features do not exist yet (with a note)."""
+    budget = float(grid["budget_minutes"])
+    if budget <= 0:
+        raise GraftError(f"budget_minutes must be > 0, got {budget}")
+    methods, ab_methods = grid["methods"].split(), grid["ablation_methods"].split()
+    minutes_cache: dict[str, float] = {}
+
+    def model(name: str, group: str, preset: str, size: str, meth: list[str]) -> GridModel | None:
+        split = split_of(size)
+        if split not in minutes_cache:
+            try:
+                minutes_cache[split] = train_minutes(fbank_dir, split)
+            except GraftError as e:
+                if not allow_missing:
+                    raise
+                print(f"note: {e}: the grid's {size} models are left out", file=sys.stderr)
+                minutes_cache[split] = 0.0
+        mins = minutes_cache[split]
+        if mins <= 0:
+            return None
+        return GridModel(name, group, preset, split, max(1, math.ceil(budget / mins)), round(mins, 1), meth,
+                         grid["train_opts"])
+
+    out: list[GridModel] = []
+    for size in [str(s) for s in grid["sizes"]]:
+        if grid["scratch"]:
+            out.append(model(f"scratch_{size}", "scratch", "-", size, methods))
+        for preset in grid["presets"]:
+            out.append(model(f"transfer_{preset}_{size}", "transfer", preset, size, methods))
+    out = [m for m in out if m is not None]
+    ab = grid["ablation"] or {}
+    for preset in ab.get("presets") or []:
+        name = f"transfer_{preset}_{ab['size']}"
+        if all(m.name != name for m in out):
+            m = model(name, "ablation", preset, str(ab["size"]), ab_methods)
+            if m is not None:
+                out.append(m)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="steps/grid.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", required=True, help="a conf/grid/*.yaml name (demo, demo_full, ...) or a path")
+    p.add_argument("--fbank-dir", required=True, type=Path, help="the target's stage-2 features, e.g. data/fbank/cs")
+    p.add_argument("--sizes", default="", help="override the grid's sizes, e.g. '15m all'")
+    p.add_argument("--budget-minutes", type=float, default=None, help="override the grid's budget")
+    p.add_argument("--allow-missing", action="store_true", help="leave out sizes without features (listing for stages 6-7)")
+    args = p.parse_args()
+    grid = load_grid(args.grid)
+    if args.sizes:
+        grid["sizes"] = args.sizes.split()
+    if args.budget_minutes is not None:
+        grid["budget_minutes"] = args.budget_minutes
+    for m in expand(grid, args.fbank_dir, args.allow_missing):
+        print(m.line())
+
+
+if __name__ == "__main__":
+    run_main(main)
