@@ -11,13 +11,16 @@ In `<set>/scoring/` (labels from `graft.score.weights.weight_label`):
 Usage:
     files = result_files("0.7", "0.0", hyps, refs, word_detail, char_detail)
     for name, text in files.items(): ...
+    counts = read_per_utt("exp/m/decode/ctc-hlg/test/scoring/per_utt_0.7_0.0")  # id -> (errors, ref words)
 """
 from __future__ import annotations
 
+import os
 from typing import Mapping, Sequence
 
 from graft.data.kaldi_text import format_text
 from graft.score.wer import ErrorCounts, ScoreDetail, UttAlignment
+from graft.utils.errors import GraftError, require_file
 
 GAP = "***"
 
@@ -47,6 +50,28 @@ def per_utt_text(alignments: Sequence[UttAlignment]) -> str:
         c, s, i, d = a.csid()
         lines.append(f"{a.utt_id} #csid {c} {s} {i} {d}")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def read_per_utt(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """Utterance id -> (word errors, reference words) from the `#csid` lines of a per_utt file
+    (errors = S + I + D, reference words = C + S + D), in file order."""
+    path = require_file(path, what="per-utterance scoring file (written by steps/score.py, stage 7)")
+    out: dict[str, tuple[int, int]] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if len(parts) < 2 or parts[1] != "#csid":
+                continue
+            try:
+                if len(parts) != 6:
+                    raise ValueError
+                c, s, i, d = (int(x) for x in parts[2:])
+            except ValueError:
+                raise GraftError(f"{path}:{n}: a #csid line is '<utt-id> #csid C S I D', got {line.strip()!r}") from None
+            if parts[0] in out:
+                raise GraftError(f"{path}:{n}: utterance {parts[0]} appears twice")
+            out[parts[0]] = (s + i + d, c + s + d)
+    return out
 
 
 def errors_text(detail: ScoreDetail, top: int = 30) -> str:
