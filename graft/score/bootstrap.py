@@ -54,7 +54,7 @@ class BootstrapResult(NamedTuple):
 
     def format(self, digits: int = 2) -> str:
         """E.g. `-12.34 [-15.02, -9.71]`."""
-        return f"{self.delta:+.{digits}f} [{self.lo:+.{digits}f}, {self.hi:+.{digits}f}]"
+        return f"{self.delta + 0.0:+.{digits}f} [{self.lo + 0.0:+.{digits}f}, {self.hi + 0.0:+.{digits}f}]"  # no "-0.00"
 
 
 def paired_bootstrap(

@@ -10,7 +10,8 @@ Differences (`comparison_rows`): test WER of model A minus model B in points, wi
 bootstrap 95 % interval over the test utterances (graft.score.bootstrap; negative: A has fewer
 errors), from the per_utt files at each model's dev-chosen (LM weight, penalty):
   - group A vs group B at the same training minutes, per method (by default transfer vs
-    scratch, and each ablation model vs the main transfer model);
+    scratch, and each ablation model vs the main transfer model); B is the first model of its
+    group at that size in the experiment list (the main preset when several are listed);
   - LM vs no LM for every method with an LM sweep (lattices or n-best lists): the dev-chosen
     pair against LM weight 0.0, penalty 0.0 (the "no LM" column), when 0.0 was in the sweep.
 A pairing whose models or files are missing is skipped (logged), not an error.
@@ -218,7 +219,8 @@ def comparison_rows(
 
     for ga, gb in pairings:
         for ea in (e for e in exps if e.group == ga):
-            partners = [e for e in exps if e.group == gb and e.minutes == ea.minutes and e is not ea]
+            # the first model of group B at this size: the main one (e.g. the grid's first preset)
+            partners = [e for e in exps if e.group == gb and e.minutes == ea.minutes and e is not ea][:1]
             if not partners:
                 log.info("%s (%s): no %s model at the same size to compare with", ea.label, ga, gb)
             for eb in partners:
@@ -450,16 +452,18 @@ def plot_stage_times(steps: Sequence[StepTime], path: str | os.PathLike, title: 
     fig, ax = plt.subplots(figsize=(7.0, 0.5 * len(totals) + 1.6), dpi=100)
     labels = []
     for y, t in enumerate(totals):
-        left = 0.0
+        left = so_far = 0.0
         for i, s in enumerate(x for x in steps if x.stage == t["stage"]):
             mins = (s.seconds if s.finished else (s.elapsed_s or 0.0)) / 60.0
+            if not s.finished:
+                so_far += mins
             if mins <= 0:
                 continue
             ax.barh(y, mins, left=left, color=f"C{y % 10}", alpha=0.55 + 0.45 * (i % 2), edgecolor="white",
                     hatch=None if s.finished else "//")
             left += mins
-        ax.text(left, y, f" {t['seconds'] / 60.0:.1f} min" + (" +" if t["unfinished"] else ""), va="center",
-                fontsize=8)
+        note = f" + {so_far:.1f} not finished (hatched)" if t["unfinished"] else ""
+        ax.text(left, y, f" {t['seconds'] / 60.0:.1f} min{note}", va="center", fontsize=8)
         labels.append(f"stage {_stage_label(t['stage'])}")
     ax.set_yticks(range(len(totals)), labels)
     ax.invert_yaxis()
