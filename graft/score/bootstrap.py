@@ -51,6 +51,7 @@ class BootstrapResult(NamedTuple):
     utterances: int = 0
     wer_a: float = 0.0
     wer_b: float = 0.0
+    level: float = 0.95
 
     def format(self, digits: int = 2) -> str:
         """E.g. `-12.34 [-15.02, -9.71]`."""
@@ -100,7 +101,7 @@ def paired_bootstrap(
     p_better = float(np.mean(deltas < 0) + 0.5 * np.mean(deltas == 0))
     return BootstrapResult(delta=100.0 * float(diff.sum()) / total, lo=float(lo), hi=float(hi),
                            p_better=p_better, n=n, utterances=m,
-                           wer_a=100.0 * float(ea.sum()) / total, wer_b=100.0 * float(eb.sum()) / total)
+                           wer_a=100.0 * float(ea.sum()) / total, wer_b=100.0 * float(eb.sum()) / total, level=level)
 
 
 @dataclass

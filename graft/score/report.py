@@ -262,7 +262,7 @@ def comparisons_markdown(rows: Sequence[dict], digits: int = 2) -> str:
     if not rows:
         return ""
     r0 = rows[0]["result"]
-    level = "95 %"
+    level = f"{100 * r0.level:g} %"
     out = ["## Differences (paired bootstrap over test utterances)", "",
            f"Each difference is the test WER of the first model minus that of the second, in WER points, "
            f"with its {level} confidence interval from {r0.n} paired bootstrap resamples of the test "
@@ -275,7 +275,7 @@ def comparisons_markdown(rows: Sequence[dict], digits: int = 2) -> str:
         out += [f"### {kind}", ""]
         if kind == "LM vs no LM":
             out += ["| model | train min | method | LM weight (dev) | penalty | test WER | test WER, no LM "
-                    "| difference [95 % CI] | P(LM better) | utterances |",
+                    f"| difference [{level} CI] | P(LM better) | utterances |",
                     "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
             for r in krows:
                 res = r["result"]
@@ -284,7 +284,7 @@ def comparisons_markdown(rows: Sequence[dict], digits: int = 2) -> str:
                            f"{res.format(digits)} | {res.p_better:.3f} | {res.utterances} |")
         else:
             out += ["| model | against | train min | method | test WER | test WER, against "
-                    "| difference [95 % CI] | P(better) | utterances |",
+                    f"| difference [{level} CI] | P(better) | utterances |",
                     "|---|---|---:|---|---:|---:|---:|---:|---:|"]
             for r in krows:
                 res = r["result"]
