@@ -20,7 +20,8 @@ from tiny_asr import tiny_asr_session
 from graft.train.average import RunningAverage, average_state_dicts, interval_average
 from graft.train.checkpoint import (compare_state_dict, latest_checkpoint, load_model_for_decoding,
                                     load_state_dict_checked, prune_step_checkpoints, save_checkpoint)
-from graft.train.data import (AsrDataset, add_speed_perturbed, filter_cuts, load_cuts, load_lang,
+from graft.lang.langdir import load_lang_dir as load_lang
+from graft.train.data import (AsrDataset, add_speed_perturbed, filter_cuts, load_cuts,
                               make_loader, make_train_sampler)
 from graft.train.loop import encoder_frames_fn, train
 from graft.train.optim import build_optimizer
@@ -184,7 +185,7 @@ def test_missing_inputs_name_their_stage(tmp_path, tiny):
     (bad / "bpe.model").write_bytes((tiny.lang_dir / "bpe.model").read_bytes())
     (bad / "tokens.txt").write_text("<blk> 0\na 1\n")
     with pytest.raises(GraftError, match="inconsistent"):
-        load_lang(bad)
+        load_lang(bad).sp                      # the BPE model is read on first use
 
 
 def test_filter_counts_cuts_too_short_for_their_tokens(tiny):

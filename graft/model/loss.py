@@ -17,6 +17,10 @@ losses are summed over the batch (reduction="sum").
 Without fast_rnnt (not importable), `pruned_rnnt_loss` falls back to pure PyTorch: the
 simple loss with the same smoothing, and the *full-lattice* loss in place of the pruned one
 (exact, but it runs the joiner on every (t, u): memory O(N T U V)).
+
+Mixed precision: inside a bf16 autocast region (graft.train.amp) the losses still run in fp32:
+their inputs are cast to float and autocast is off while they run; only the joiner and the
+projections that feed them follow autocast.
 """
 from __future__ import annotations
 
@@ -34,6 +38,11 @@ except ImportError:  # the pure-PyTorch fallback below is used instead
     HAVE_FAST_RNNT = False
 
 _NEG = -1.0e30   # a finite "log 0": -inf would turn into NaN gradients in logaddexp
+
+
+def fp32_region(t: Tensor):
+    """A context with autocast off on t's device: the losses' arithmetic stays fp32."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
 
 
 def pad_targets(targets: list[list[int]], pad_id: int = 0, min_width: int = 1) -> tuple[Tensor, Tensor]:
@@ -168,10 +177,12 @@ def full_rnnt_loss(logits: Tensor, symbols: Tensor, boundary: Tensor, blank_id: 
     if backend == "auto":
         backend = "fast_rnnt" if HAVE_FAST_RNNT else "torch"
     if backend == "fast_rnnt":
-        return fast_rnnt.rnnt_loss(logits.float(), symbols, termination_symbol=blank_id,
-                                   boundary=boundary, reduction=reduction)
+        with fp32_region(logits):
+            return fast_rnnt.rnnt_loss(logits.float(), symbols, termination_symbol=blank_id,
+                                       boundary=boundary, reduction=reduction)
     if backend == "torch":
-        return reference_rnnt_loss(logits, symbols, boundary, blank_id, reduction)
+        with fp32_region(logits):
+            return reference_rnnt_loss(logits, symbols, boundary, blank_id, reduction)
     raise ValueError(f"backend must be 'auto', 'fast_rnnt' or 'torch', got {backend!r}")
 
 
@@ -186,22 +197,26 @@ def pruned_rnnt_loss(joiner: Callable[..., Tensor], encoder_out: Tensor, decoder
     lm_simple (N, S+1, V) are the simple loss's linear projections; symbols (N, S).
     """
     if not HAVE_FAST_RNNT:
-        simple = reference_simple_loss(lm_simple, am_simple, symbols, boundary, blank_id,
-                                       lm_only_scale=lm_scale, am_only_scale=am_scale)
+        with fp32_region(encoder_out):
+            simple = reference_simple_loss(lm_simple, am_simple, symbols, boundary, blank_id,
+                                           lm_only_scale=lm_scale, am_only_scale=am_scale)
         logits = joiner(encoder_out.unsqueeze(2), decoder_out.unsqueeze(1))
-        return simple, reference_rnnt_loss(logits, symbols, boundary, blank_id)
+        with fp32_region(logits):
+            return simple, reference_rnnt_loss(logits, symbols, boundary, blank_id)
 
-    simple, (px_grad, py_grad) = fast_rnnt.rnnt_loss_smoothed(
-        lm=lm_simple.float(), am=am_simple.float(), symbols=symbols, termination_symbol=blank_id,
-        lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, reduction="sum",
-        return_grad=True)
-    ranges = fast_rnnt.get_rnnt_prune_ranges(px_grad=px_grad, py_grad=py_grad,
-                                             boundary=boundary, s_range=prune_range)
+    with fp32_region(encoder_out):
+        simple, (px_grad, py_grad) = fast_rnnt.rnnt_loss_smoothed(
+            lm=lm_simple.float(), am=am_simple.float(), symbols=symbols, termination_symbol=blank_id,
+            lm_only_scale=lm_scale, am_only_scale=am_scale, boundary=boundary, reduction="sum",
+            return_grad=True)
+        ranges = fast_rnnt.get_rnnt_prune_ranges(px_grad=px_grad, py_grad=py_grad,
+                                                 boundary=boundary, s_range=prune_range)
     am_pruned, lm_pruned = fast_rnnt.do_rnnt_pruning(
         am=joiner.encoder_proj(encoder_out), lm=joiner.decoder_proj(decoder_out), ranges=ranges)
     logits = joiner(am_pruned, lm_pruned, project_input=False)          # (N, T, prune_range, V)
-    pruned = fast_rnnt.rnnt_loss_pruned(logits.float(), symbols, ranges, termination_symbol=blank_id,
-                                        boundary=boundary, reduction="sum")
+    with fp32_region(logits):
+        pruned = fast_rnnt.rnnt_loss_pruned(logits.float(), symbols, ranges, termination_symbol=blank_id,
+                                            boundary=boundary, reduction="sum")
     return simple, pruned
 
 
@@ -211,5 +226,6 @@ def ctc_loss(log_probs: Tensor, frame_lens: Tensor, symbols: Tensor, target_lens
 
     Impossible alignments (more tokens than frames allow) give 0, not inf (zero_infinity).
     """
-    return F.ctc_loss(log_probs.transpose(0, 1).float(), symbols, frame_lens, target_lens,
-                      blank=blank_id, reduction="sum", zero_infinity=True)
+    with fp32_region(log_probs):
+        return F.ctc_loss(log_probs.transpose(0, 1).float(), symbols, frame_lens, target_lens,
+                          blank=blank_id, reduction="sum", zero_infinity=True)

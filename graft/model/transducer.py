@@ -28,6 +28,13 @@ VOCAB_DEPENDENT = ("decoder.embedding.", "joiner.output_linear.", "ctc_output.1.
                    "simple_am_proj.", "simple_lm_proj.")
 
 
+class LogSoftmaxFp32(nn.LogSoftmax):
+    """nn.LogSoftmax computed in fp32 whatever the input dtype (the CTC head under bf16 autocast)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.log_softmax(x.float(), dim=self.dim)
+
+
 class Transducer(nn.Module):
     """Encoder/decoder/joiner transducer with a CTC head (`ctc_output`: Dropout, Linear, LogSoftmax)."""
 
@@ -41,7 +48,7 @@ class Transducer(nn.Module):
         self.blank_id = blank_id
         self.ctc_output = nn.Sequential(Dropout(ctc_dropout),
                                         nn.Linear(encoder.output_dim, vocab_size),
-                                        nn.LogSoftmax(dim=-1))
+                                        LogSoftmaxFp32(dim=-1))
         self.simple_am_proj = nn.Linear(encoder.output_dim, vocab_size)
         self.simple_lm_proj = nn.Linear(decoder.output_dim, vocab_size)
 

@@ -49,6 +49,7 @@ from lhotse.dataset import SpecAugment
 from torch import Tensor, nn
 
 from graft.data.features import make_extractor
+from graft.train.amp import resolve_amp
 from graft.train.average import RunningAverage
 from graft.train.checkpoint import (compare_state_dict, latest_checkpoint, prune_step_checkpoints,
                                     read_checkpoint, remove_stale_temporaries, save_checkpoint)
@@ -206,6 +207,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, c.base_lr, c.weight_decay, self.param_groups)
         self.scheduler = WarmupEdenLR(self.optimizer, c.warm_steps, c.lr_steps, c.lr_epochs)
         self.avg = RunningAverage.from_model(self.model)
+        self.amp = resolve_amp(c.amp, self.dist.device)
 
     def _check_compatible(self, ckpt: dict[str, Any], path: Path) -> None:
         vocab = int(ckpt["lang"]["vocab_size"])
@@ -303,10 +305,11 @@ class Trainer:
         dev = self.dist.device
         simple_s, pruned_s = loss_scales(self.step, c.warm_steps, c.simple_loss_scale)
         self.ddp_model.train()
-        loss_sum, info = self.ddp_model(
-            batch["features"].to(dev), batch["feature_lens"].to(dev), batch["tokens"],
-            prune_range=c.prune_range, am_scale=c.am_scale, lm_scale=c.lm_scale,
-            simple_loss_scale=simple_s, pruned_loss_scale=pruned_s, ctc_weight=c.ctc_weight)
+        with self.amp.autocast():
+            loss_sum, info = self.ddp_model(
+                batch["features"].to(dev), batch["feature_lens"].to(dev), batch["tokens"],
+                prune_range=c.prune_range, am_scale=c.am_scale, lm_scale=c.lm_scale,
+                simple_loss_scale=simple_s, pruned_loss_scale=pruned_s, ctc_weight=c.ctc_weight)
         frames = max(float(info["frames"]), 1.0)
         loss = loss_sum / frames
         extra = None
@@ -441,12 +444,14 @@ class Trainer:
                 "resumed_from": self.resumed_from, "start_step": self.step,
                 "param_groups": len(self.optimizer.param_groups),
                 "extra_loss": getattr(self.extra_loss_fn, "__name__", None) if self.extra_loss_fn else None,
+                "amp": {"enabled": self.amp.enabled, "reason": self.amp.reason},
             })
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=self.step or None)
             log.info(f"model: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trainable); "
                      f"{self.dist.world_size} process(es) on {self.dist.device}")
+            log.info(self.amp.describe())
         self._restore_rng(ckpt)
         del ckpt
         stopped = False

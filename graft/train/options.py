@@ -60,6 +60,7 @@ class TrainConfig:
     seed: int
     log_interval: int
     device: str
+    amp: str
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,6 +100,8 @@ HELP: dict[str, str] = {
     "seed": "random seed (model init, sampler shuffling, augmentation)",
     "log_interval": "batches between progress lines and tensorboard points",
     "device": "auto, cpu or cuda (torchrun: cuda:<local rank>)",
+    "amp": "mixed precision (bf16 autocast; the losses stay fp32): auto (on where the CPU has "
+           "AMX-BF16/AVX512-BF16 or the GPU supports bf16, off elsewhere; the log says which), true, false",
 }
 
 
@@ -184,6 +187,9 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
         if value < low or (value == low and not inclusive):
             bound = f">= {low}" if inclusive else f"> {low}"
             raise GraftError(f"{flag} must be {bound}, got {value}")
+    from graft.train.amp import parse_amp
+
+    conf.amp = parse_amp(conf.amp)
     if conf.max_cut_duration <= conf.min_cut_duration:
         raise GraftError(f"--max-cut-duration ({conf.max_cut_duration}) must be larger than "
                          f"--min-cut-duration ({conf.min_cut_duration})")
