@@ -19,8 +19,10 @@ are done; epoch-N.pt holds epoch N (0-based), batches_done 0, i.e. "start epoch 
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,7 +31,7 @@ import torch
 from torch import nn
 
 from graft.train.average import average_state_dicts, interval_average
-from graft.utils.errors import GraftError, disk_error
+from graft.utils.errors import GraftError, disk_error, free_space
 from graft.utils.io import atomic_path
 from graft.utils.logging import get_logger
 
@@ -48,19 +50,38 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     OSError keeps its errno; the temporary is removed and older checkpoints stay.
     """
     path = Path(path)
+    after = f"then run training again: it resumes from the newest checkpoint in {path.parent}"
     try:
         with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                torch.save({"format": FORMAT, **state}, f)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with open(tmp, "wb") as f:
+                    torch.save({"format": FORMAT, **state}, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except RuntimeError as e:  # torch's writer saw a short write: "unexpected pos"
+                raise _torch_write_error(e, path, tmp, after) from None
     except OSError as e:
-        translated = disk_error(e, path, f"then run training again: it resumes from the newest "
-                                         f"checkpoint in {path.parent}")
+        translated = disk_error(e, path, after)
         if translated is None:
             raise
         raise translated from None
     return path
+
+
+def _torch_write_error(e: RuntimeError, path: Path, tmp: Path, after: str) -> Exception:
+    """The error to raise when torch.save failed inside its zip writer."""
+    for inner in (e.__cause__, e.__context__):
+        if isinstance(inner, OSError):
+            return inner
+    written = tmp.stat().st_size if tmp.exists() else 0
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if free is not None and free < max(written, 1 << 20):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    short = " ".join(str(e).split())[:200]
+    return GraftError(f"cannot write {path} (torch: {short}); {free_space(path)} on its disk: {after}")
 
 
 def read_checkpoint(path: str | Path, map_location: str = "cpu", mmap: bool = False) -> dict[str, Any]:
