@@ -91,7 +91,8 @@ class TorchBackend:
 
     def __init__(self, exp_dir: str | os.PathLike, method: str = "greedy", epoch: int | None = None,
                  avg: int = 1, use_averaged_model: bool = False, lang_dir: str | os.PathLike | None = None,
-                 lm_dir: str | os.PathLike | None = None, beam: int = 4, num_threads: int = 1) -> None:
+                 lm_dir: str | os.PathLike | None = None, beam: int = 4, num_threads: int = 1,
+                 search_beam: float = 16.0) -> None:
         import torch
 
         from graft.data.features import make_extractor
@@ -114,7 +115,9 @@ class TorchBackend:
             lm = find_lm_dir(self.lang.path, lm_dir)
             if lm is None:
                 raise GraftError(f"ctc-hlg needs an HLG.fst: {self.lang.path} has no LM dir (pass --lm-dir)")
-            self.lattice = LatticeDecoder(load_graph(lm / "HLG.fst"), LatticeDecodeConfig(lm_weight=1.0))
+            # beam 16: the default of kaldi's FasterDecoder, which sherpa-onnx's HLG decoding uses
+            self.lattice = LatticeDecoder(load_graph(lm / "HLG.fst"),
+                                          LatticeDecodeConfig(lm_weight=1.0, beam=search_beam))
             self.id2word = invert(read_symbols(lm / "words.txt"))
 
     def features(self, samples: np.ndarray):
