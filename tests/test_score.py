@@ -114,7 +114,7 @@ def make_decode_root(root: Path) -> tuple[Path, Path]:
     lang = root / "lang"
     lang.mkdir(parents=True)
     (lang / "words.txt").write_text("".join(f"{w} {i}\n" for w, i in WORDS.items()))
-    (lang / "lm_2gram.arpa").write_text(ARPA)
+    (lang / "lm.arpa").write_text(ARPA)
     dec = root / "decode"
     # dev: ref "a"; path "a" costs w + 5, path "b c" costs 3w + 4: right for w > 0.5
     # test: ref "b c"; path "a" costs w + 5.5, path "b c" costs 2w + 4.5: right for w < 1
@@ -139,7 +139,7 @@ def make_decode_root(root: Path) -> tuple[Path, Path]:
 def test_score_method_end_to_end(tmp_path: Path) -> None:
     dec, lang = make_decode_root(tmp_path)
     cfg = ScoreConfig(decode_root=dec, method="ctc-hlg", lm_weights=[0.25, 0.75, 1.25], penalties=[0.0, 0.4],
-                      lang_dir=lang)
+                      lm_dir=lang)
     sel = score_method(cfg)
     assert sel.chosen == (0.75, 0.0)
     assert sel.dev.wer.errors == 0
@@ -163,7 +163,7 @@ def test_score_method_end_to_end(tmp_path: Path) -> None:
     assert info["kinds"] == {"dev": "lattice", "test": "lattice"}
 
     # n-best: "c" (am -1, LM cost 2.5 ln 10) vs "a b" (am -2, LM cost 1.7 ln 10): "a b" from w = 0.54
-    sel = score_method(ScoreConfig(decode_root=dec, method="beam4", lm_weights=[0.1, 1.0], lang_dir=lang))
+    sel = score_method(ScoreConfig(decode_root=dec, method="beam4", lm_weights=[0.1, 1.0], lm_dir=lang))
     hyp = read_text(dec / "beam4" / "dev" / "scoring" / "hyp_1.0_0.0.txt")
     assert hyp == {"utt1": ["a", "b"]} and sel.chosen == (1.0, 0.0)
     assert read_text(dec / "beam4" / "dev" / "scoring" / "hyp_0.1_0.0.txt") == {"utt1": ["c"]}
@@ -174,22 +174,22 @@ def test_score_method_end_to_end(tmp_path: Path) -> None:
 
 def test_failed_run_overwrites_nothing(tmp_path: Path) -> None:
     dec, lang = make_decode_root(tmp_path)
-    score_method(ScoreConfig(decode_root=dec, method="ctc-hlg", lm_weights=[0.25, 0.75], lang_dir=lang))
+    score_method(ScoreConfig(decode_root=dec, method="ctc-hlg", lm_weights=[0.25, 0.75], lm_dir=lang))
     dev_scoring = dec / "ctc-hlg" / "dev" / "scoring"
     before = {p.name: p.read_bytes() for p in dev_scoring.iterdir()}
     summary = (dec / "ctc-hlg" / "summary.md").read_bytes()
     os.unlink(dec / "ctc-hlg" / "test" / "lats" / "000001.lat")
     with pytest.raises(GraftError, match=r"missing.*000001\.lat"):
-        score_method(ScoreConfig(decode_root=dec, method="ctc-hlg", lm_weights=[0.5, 1.0], lang_dir=lang))
+        score_method(ScoreConfig(decode_root=dec, method="ctc-hlg", lm_weights=[0.5, 1.0], lm_dir=lang))
     assert {p.name: p.read_bytes() for p in dev_scoring.iterdir()} == before
     assert (dec / "ctc-hlg" / "summary.md").read_bytes() == summary
     # a set dir with nothing decoded in it
     (dec / "empty" / "dev").mkdir(parents=True)
     write_text(dec / "empty" / "dev" / "ref.txt", {"u": ["a"]})
     with pytest.raises(GraftError, match=r"no saved lattices.*empty/dev"):
-        score_method(ScoreConfig(decode_root=dec, method="empty", lm_weights=[0.5], lang_dir=lang))
+        score_method(ScoreConfig(decode_root=dec, method="empty", lm_weights=[0.5], lm_dir=lang))
     with pytest.raises(GraftError, match=r"missing decode dir .*nothing"):
-        score_method(ScoreConfig(decode_root=dec, method="nothing", lm_weights=[0.5], lang_dir=lang))
+        score_method(ScoreConfig(decode_root=dec, method="nothing", lm_weights=[0.5], lm_dir=lang))
 
 
 def run_step(*args: str) -> subprocess.CompletedProcess:
@@ -199,18 +199,18 @@ def run_step(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_scores_and_reports_bad_input(tmp_path: Path) -> None:
     dec, lang = make_decode_root(tmp_path)
-    ok = run_step("--decode-root", str(dec), "--method", "ctc-hlg", "beam4", "--lm-weights", "0.25 0.75 1.25",
-                  "--word-ins-penalties", "0.0", "--lang-dir", str(lang))
+    ok = run_step("--decode-root", str(dec), "--methods", "ctc-hlg beam4", "--lm-weights", "0.25 0.75 1.25",
+                  "--word-ins-penalties", "0.0", "--lm-dir", str(lang))
     assert ok.returncode == 0, ok.stderr
     assert "ctc-hlg: dev chooses LM weight 0.75, penalty 0.0: %WER 0.00" in ok.stdout
     assert (dec / "beam4" / "summary.md").is_file()
     root_summary = (dec / "summary.md").read_text()
     assert "| [ctc-hlg](ctc-hlg/summary.md) | lattice | 0.75 | 0.0 | 0.00 | 0.00 |" in root_summary
     assert "[beam4](beam4/summary.md)" in root_summary
-    bad = run_step("--decode-root", str(dec), "--method", "ctc-hlg", "--lm-weights", "0.1 abc", "--lang-dir", str(lang))
+    bad = run_step("--decode-root", str(dec), "--methods", "ctc-hlg", "--lm-weights", "0.1 abc", "--lm-dir", str(lang))
     assert bad.returncode == 1
     assert bad.stderr.startswith("ERROR: --lm-weights: cannot parse 'abc'") and "Traceback" not in bad.stderr
-    missing = run_step("--decode-root", str(dec), "--method", "ctc-hlg", "--lang-dir", str(tmp_path / "nolang"))
+    missing = run_step("--decode-root", str(dec), "--methods", "ctc-hlg", "--lm-dir", str(tmp_path / "nolang"))
     assert missing.returncode == 1 and "nolang/words.txt" in missing.stderr
 
 
@@ -221,7 +221,7 @@ def test_scoring_loads_no_model(tmp_path: Path) -> None:
         "from graft.score.run import ScoreConfig, score_method\n"
         f"for m in ('ctc-hlg', 'beam4', 'greedy'):\n"
         f"    score_method(ScoreConfig(decode_root={str(dec)!r}, method=m, lm_weights=[0.5, 1.0],"
-        f" penalties=[0.0, 0.5], lang_dir={str(lang)!r}, num_jobs=2))\n"
+        f" penalties=[0.0, 0.5], lm_dir={str(lang)!r}, num_jobs=2))\n"
         "print(json.dumps(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'graft.model',"
         " 'graft.train', 'graft.decode.search')))))\n"
     )
@@ -233,7 +233,7 @@ def test_scoring_loads_no_model(tmp_path: Path) -> None:
 def test_report_tables_and_figures(tmp_path: Path) -> None:
     dec, lang = make_decode_root(tmp_path)
     for m in ("ctc-hlg", "greedy"):
-        score_method(ScoreConfig(decode_root=dec, method=m, lm_weights=[0.0, 0.25, 0.75], lang_dir=lang))
+        score_method(ScoreConfig(decode_root=dec, method=m, lm_weights=[0.0, 0.25, 0.75], lm_dir=lang))
     curve = tmp_path / "exp_src" / "loss.png"
     curve.parent.mkdir()
     curve.write_bytes((dec / "ctc-hlg" / "wer_vs_lmwt.png").read_bytes())

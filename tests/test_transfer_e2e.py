@@ -89,11 +89,14 @@ def data(tmp_path_factory):
         num_epochs=1, max_duration=12.0, spec_augment=False, warm_steps=2, save_every_n=0, log_interval=2,
         num_buckets=2, ctc_weight=0.2))
     assert result.finished
+    assert (src_exp / "lang" / "tokens.txt").read_text() == (en.lang_dir / "tokens.txt").read_text()
+    assert (src_exp / "model.yaml").is_file()
     return {"en": en, "cs": cs, "root": root, "src_exp": src_exp}
 
 
 def _argv(data, exp: Path, *extra: str) -> list[str]:
-    return ["--source-exp", str(data["src_exp"]), "--source-lang-dir", str(data["en"].lang_dir),
+    # no --source-lang-dir: the source model brings its own (exp/en_tiny/lang/, checked by fingerprint)
+    return ["--source-exp", str(data["src_exp"]),
             "--lang-dir", str(data["cs"]["lang"]), "--cuts-train", str(data["cs"]["train"]),
             "--cuts-dev", str(data["cs"]["dev"]), "--exp-dir", str(exp), *TRAIN_OPTS, *extra]
 
@@ -124,6 +127,7 @@ def test_dry_run_prints_the_plan(data, capsys):
 
 def test_transfer_finetune_resume_and_decode(data):
     from graft.decode.run import DecodeOptions, decode_set
+    from graft.lang.langdir import load_lang_dir
     from graft.train.checkpoint import load_model_for_decoding, read_checkpoint
 
     main = _transfer_main()
@@ -155,12 +159,42 @@ def test_transfer_finetune_resume_and_decode(data):
 
     # greedy decoding of the Czech dev set with the fine-tuned model (graft.decode.run)
     model, info = load_model_for_decoding(exp, epoch=1)
-    decode_set(model, data["cs"]["dev"], data["cs"]["lang"], exp / "decode", "dev", ["greedy"],
-               DecodeOptions(num_jobs=1), info)
+    decode_set(model, data["cs"]["dev"], load_lang_dir(data["cs"]["lang"]), None, exp / "decode", "dev",
+               ["greedy"], DecodeOptions(num_jobs=1), info)
+    # a lang dir of the same size with two pieces swapped: refused, naming both fingerprints
+    swapped = _swapped_lang_dir(data["cs"]["lang"], data["root"] / "cs_swapped")
+    with pytest.raises(GraftError, match=r"token fingerprint [0-9a-f]{16}\) is not the lang dir .* \(fingerprint [0-9a-f]{16}\)"):
+        decode_set(model, data["cs"]["dev"], load_lang_dir(swapped), None, exp / "decode2", "dev",
+                   ["greedy"], DecodeOptions(num_jobs=1), info)
+    assert not (exp / "decode2").exists()
+    # the English lang dir has other pieces: refused, naming both fingerprints
+    with pytest.raises(GraftError, match=r"token fingerprint [0-9a-f]{16}\) is not the lang dir .* \(fingerprint [0-9a-f]{16}\)"):
+        decode_set(model, data["cs"]["dev"], load_lang_dir(data["en"].lang_dir), None, exp / "decode2", "dev",
+                   ["greedy"], DecodeOptions(num_jobs=1), info)
     hyp = (exp / "decode" / "greedy" / "dev" / "hyp.txt").read_text(encoding="utf-8").splitlines()
     ref = (exp / "decode" / "greedy" / "dev" / "ref.txt").read_text(encoding="utf-8").splitlines()
     assert len(hyp) == len(ref) == len(CZECH) - NUM_TRAIN
     assert [h.split()[0] for h in hyp] == [r.split()[0] for r in ref]
+
+
+def _swapped_lang_dir(src: Path, dest: Path) -> Path:
+    """A copy of a lang dir whose tokens.txt has the pieces of ids 5 and 6 swapped (same size)."""
+    import shutil
+
+    shutil.copytree(src, dest, dirs_exist_ok=True)
+    lines = (src / "tokens.txt").read_text(encoding="utf-8").splitlines()
+    (a, _), (b, _) = lines[5].split(), lines[6].split()
+    lines[5], lines[6] = f"{b} 5", f"{a} 6"
+    (dest / "tokens.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (dest / "lang.json").unlink(missing_ok=True)
+    return dest
+
+
+def test_same_size_other_pieces_refused_by_transfer(data, tmp_path):
+    swapped = _swapped_lang_dir(data["en"].lang_dir, tmp_path / "en_swapped")
+    with pytest.raises(GraftError, match=r"is not the lang dir the model in .* was trained with \(fingerprint"):
+        _transfer_main()(_argv(data, tmp_path / "exp", "--source-lang-dir", str(swapped)))
+    assert not (tmp_path / "exp").exists()
 
 
 def test_frozen_for_the_whole_run(data):
@@ -189,7 +223,7 @@ def test_errors_before_training(data, tmp_path):
         main(_argv(data, exp, "--transfer-conf", "encoder", "--model-conf", str(other)))
     with pytest.raises(MissingStageError, match="stage 3"):
         main(_argv(data, exp, "--transfer-conf", "encoder", "--lang-dir", str(tmp_path / "cs_bpe40")))
-    with pytest.raises(GraftError, match="has a .*-token vocabulary but"):
+    with pytest.raises(GraftError, match="is not the lang dir the model in .* was trained with"):
         main(_argv(data, exp, "--transfer-conf", "encoder", "--source-lang-dir", str(data["cs"]["lang"])))
     assert not exp.exists()
 
