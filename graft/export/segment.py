@@ -99,4 +99,4 @@ def segment_audio(samples: np.ndarray, opts: SegmentOptions | None = None,
         if spans and a < spans[-1][1]:          # padding made two regions touch
             a = spans[-1][1]
         spans += _split_long(a, b, energy, max_frames)
-    return [(round(a * HOP, 3), round(min(duration, b * HOP + WIN - HOP), 3)) for a, b in spans]
+    return [(round(a * HOP, 3), round(duration if b >= n else b * HOP, 3)) for a, b in spans]
