@@ -112,10 +112,15 @@ def test_table_not_utf8_names_file_line_byte_and_encoding_reads_it(tmp_path, aud
     tsv = (tmp_path / "corpus/cs/transcripts.tsv").read_text(encoding="utf-8")
     assert "příliš žluťoučký kůň úpěl ďábelské ódy" in tsv
     # a spreadsheet's "Unicode text" (UTF-16), and an encoding name Python does not know
+    from graft.data.adapter import read_table
+    from graft.utils.errors import GraftError
+
     utf16 = write_table(tmp_path / "u16.tsv", "utf-16")
-    error_line(download(audio_dir, utf16, tmp_path / "c2"), str(utf16), "UTF-16", "--encoding utf-16")
-    assert download(audio_dir, utf16, tmp_path / "c2", "--encoding", "utf-16").returncode == 0
-    error_line(download(audio_dir, table, tmp_path / "c3", "--encoding", "klingon"), "--encoding 'klingon'")
+    with pytest.raises(GraftError, match=r"u16\.tsv: the file is UTF-16 .* --encoding utf-16"):
+        read_table(utf16)
+    assert read_table(utf16, "utf-16")[0]["text"] == CS_ROWS[0][1]
+    with pytest.raises(GraftError, match="--encoding 'klingon' is not an encoding"):
+        read_table(table, "klingon")
 
 
 def test_relative_paths_are_shown_resolved(tmp_path, audio_dir):
@@ -375,9 +380,17 @@ def test_features_deleted_from_under_training_name_stage_2(tmp_path, tiny):
     error_line(run(train, cwd=work), "the features", "are missing", "fb/feats_train/chunk-",
                "written by stage 2", "--stage 2 --stop-stage 2 --force true")
     # rebuilding stage 2 recomputes the missing chunks (their manifests alone do not count)
-    assert run(cmd, cwd=work).returncode == 0
-    p = run(train, cwd=work)
-    assert p.returncode == 0, p.stderr[-3000:]
+    p = run(cmd, cwd=work)
+    assert p.returncode == 0 and "cuts_train.jsonl.gz: resuming" not in p.stderr, p.stderr[-3000:]
+    assert len(list((work / "fb/feats_train").glob("*.lca"))) == 3
+    from graft.train.data import load_cuts
+
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        assert len(load_cuts("fb/cuts_train.jsonl.gz")) == 24
+    finally:
+        os.chdir(cwd)
 
 
 def test_features_vanishing_mid_run_is_a_graft_error(tmp_path, tiny):
@@ -432,6 +445,23 @@ def test_new_recipe_checks_the_language_up_front(tmp_path):
     assert p.returncode == 1
     assert "--lang 'xx' has no entry in the table LANGUAGES" in p.stderr and "graft/data/text.py" in p.stderr
     assert not (root / "egs/mine").exists() and not (root / "local/mine.py").exists()
+
+
+def test_a_full_disk_during_a_download_is_not_called_a_network_error(tmp_path):
+    import errno
+
+    from graft.data.adapter import fetch
+    from graft.utils.errors import GraftError
+
+    archive = tmp_path / "train-clean-5.tar.gz"
+
+    def download() -> None:
+        archive.write_bytes(b"x" * 1000)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(archive))
+
+    with pytest.raises(GraftError, match=r"cannot write .*train-clean-5.tar.gz: no space left on the disk"):
+        fetch("LibriSpeech train-clean-5", download, "get it by hand", partial_files=[archive])
+    assert not archive.exists()
 
 
 def test_run_main_turns_disk_errors_into_one_line(tmp_path):

@@ -45,7 +45,7 @@ from graft.data.corpus import SPLITS, Utterance, write_transcripts
 from graft.data.manifests import ManifestReport, folder_to_manifests
 from graft.data.text import normalize_verbose
 from graft.utils.cli import run_main
-from graft.utils.errors import GraftError, require_file
+from graft.utils.errors import GraftError, disk_error, require_file
 from graft.utils.io import atomic_write
 from graft.utils.logging import get_logger
 
@@ -81,6 +81,9 @@ def extract_archive(archive: Path, target_dir: Path) -> None:
         with tarfile.open(archive) as tar:
             safe_extract(tar, path=target_dir)
     except (tarfile.TarError, EOFError, OSError) as e:
+        full = disk_error(e, target_dir, "then run stage 0 again: it unpacks the archive again")
+        if full is not None:
+            raise full from None
         raise GraftError(f"cannot unpack {archive} ({e}): an incomplete download? "
                          f"Delete it and run stage 0 again") from e
 
@@ -89,13 +92,20 @@ def fetch(what: str, download: Callable[[], object], place: str,
           partial_files: Iterable[Path] = ()) -> None:
     """Run a (lhotse) download function; on a network error raise a GraftError that says what
     to place where. Empty files the failed attempt left in `partial_files` are removed (lhotse
-    creates the archive file before it connects)."""
+    creates the archive file before it connects). A full or read-only disk is not a network
+    error: its own one-line GraftError, and the partial files the attempt made are removed."""
     existed = {Path(p): Path(p).exists() for p in partial_files}
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(60)
     try:
         download()
     except (OSError, http.client.HTTPException) as e:
+        full = disk_error(e, after="then run stage 0 again") if isinstance(e, OSError) else None
+        if full is not None:  # not a network error: do not tell the user to fetch it by hand
+            for p, before in existed.items():
+                if not before and p.is_file():  # cut short by the full disk: not an archive
+                    p.unlink()
+            raise full from None
         for p, before in existed.items():
             if not before and p.is_file() and p.stat().st_size == 0:
                 p.unlink()
