@@ -258,6 +258,15 @@ def test_fbank_stale_temporaries_and_lost_feature_files(tmp_path, tiny):
     assert (feats / "chunk-0001.lca").read_bytes() == ref
 
 
+def test_fbank_truncated_stage1_manifest_names_stage_1(tmp_path, tiny):
+    work = stage1_cuts(tiny, tmp_path)
+    m = work / "man/cuts_train.jsonl.gz"
+    m.write_bytes(m.read_bytes()[:100])
+    error_line(run(fbank(work, jobs=1), cwd=work), "cannot read the cuts manifest man/cuts_train.jsonl.gz",
+               "written by stage 1", "--stage 1 --stop-stage 1 --force true")
+    assert not (work / "fb/cuts_train.jsonl.gz").exists()
+
+
 def gunzip(p: Path) -> bytes:
     with gzip.open(p, "rb") as f:
         return f.read()

@@ -122,6 +122,18 @@ def remove_stale_temporaries(*dirs: Path) -> list[Path]:
     return removed
 
 
+def read_cuts(path: str | Path, stage: int, what: str) -> CutSet:
+    """CutSet.from_file with a GraftError naming the file and the stage that writes it when
+    the file is missing, truncated or not a cut manifest."""
+    path = require_file(path, stage=stage, what=what)
+    try:
+        return CutSet.from_file(path).to_eager()
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
+        raise GraftError(f"cannot read {what} {path} ({type(e).__name__}: {' '.join(str(e).split())[:200]}): "
+                         f"it is written by stage {stage}: run it again with "
+                         f"`./run.sh --stage {stage} --stop-stage {stage} --force true`") from None
+
+
 def _chunk_done(storage: str, manifest: str) -> bool:
     """A chunk is finished when its manifest (written last) and its feature file both exist."""
     lca = Path(storage)
@@ -150,7 +162,7 @@ def compute_fbank_for_split(
     except OSError as e:
         raise disk_error(e, storage_dir, RESUME_HINT) or e
     remove_stale_temporaries(storage_dir, cuts_out.parent)
-    cuts = CutSet.from_file(cuts_in)
+    cuts = read_cuts(cuts_in, 1, "the cuts manifest")
     if len(cuts) == 0:
         raise GraftError(f"{cuts_in}: no cuts")
     durations = [c.duration for c in cuts]
@@ -201,7 +213,14 @@ def compute_fbank_for_split(
         bar.close()
     elapsed = time.time() - t0
 
-    parts = [CutSet.from_file(c[3]) for c in chunks]
+    parts = []
+    for c in chunks:
+        try:
+            parts.append(CutSet.from_file(c[3]))
+        except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
+            Path(c[3]).unlink(missing_ok=True)  # so that the next run recomputes the chunk
+            raise GraftError(f"the chunk manifest {c[3]} was unreadable ({type(e).__name__}: {e}) and "
+                             f"is removed: run stage 2 again to recompute that chunk") from None
     combined = CutSet.from_cuts(cut for part in parts for cut in part)
     if len(combined) != len(cuts):
         raise GraftError(f"{storage_dir}: chunk manifests hold {len(combined)} cuts, expected {len(cuts)}")
@@ -219,8 +238,8 @@ def compute_fbank_for_split(
 
 def subset_with_features(full_with_feats: str | Path, subset_cuts: str | Path, out: str | Path) -> int:
     """Write the cuts of `subset_cuts` taken from `full_with_feats` (no recomputation)."""
-    full = CutSet.from_file(require_file(full_with_feats, stage=2, what="the train features manifest"))
-    ids = set(CutSet.from_file(require_file(subset_cuts, stage=1, what="the subset manifest")).ids)
+    full = read_cuts(full_with_feats, 2, "the train features manifest")
+    ids = set(read_cuts(subset_cuts, 1, "the subset manifest").ids)
     chosen = full.filter(lambda c: c.id in ids).to_eager()
     if len(chosen) != len(ids):
         raise GraftError(f"{out}: {len(ids) - len(chosen)} cuts of {subset_cuts} have no features in {full_with_feats}")
