@@ -58,7 +58,7 @@ from graft.train.data import (AsrDataset, add_speed_perturbed, filter_cuts, load
                               make_dev_sampler, make_loader, make_train_sampler)
 from graft.train.ddp import (DistInfo, all_gather_object, all_reduce_max, all_reduce_sum,
                              init_distributed, wrap_model)
-from graft.train.optim import build_optimizer
+from graft.train.optim import build_optimizer, clip_grad_norm
 from graft.train.options import TrainConfig
 from graft.train.plot import plot_losses
 from graft.train.rng import rng_state, seed_everything, set_rng_state
@@ -323,7 +323,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = c.clip_grad_norm if c.clip_grad_norm > 0 else float("inf")
-        norm = float(torch.nn.utils.clip_grad_norm_(self.trainable, max_norm))
+        norm = clip_grad_norm(self.trainable, max_norm)
         if not math.isfinite(norm):
             self.optimizer.zero_grad(set_to_none=True)
             self._skip("nonfinite_grad", batch)
