@@ -454,6 +454,10 @@ def test_new_recipe_checks_the_language_up_front(tmp_path):
     assert p.returncode == 1
     assert "--lang 'xx' has no entry in the table LANGUAGES" in p.stderr and "graft/data/text.py" in p.stderr
     assert not (root / "egs/mine").exists() and not (root / "local/mine.py").exists()
+    p = subprocess.run(["bash", str(root / "utils/new_recipe.sh"), "--audio-dir", "nowhere", "mine"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 1 and f"--audio-dir nowhere: no such folder (from {tmp_path})" in p.stderr
+    assert not (root / "egs/mine").exists()
 
 
 def test_a_full_disk_during_a_download_is_not_called_a_network_error(tmp_path):

@@ -35,6 +35,9 @@ known=$(cd "$root" && "$py" -c 'from graft.data.text import LANGUAGES; print(" "
   || die "cannot read the language table graft/data/text.py (LANGUAGES) with $py"
 [[ " $known " == *" $lang "* ]] || die "--lang '$lang' has no entry in the table LANGUAGES of \
 $root/graft/data/text.py (known: $known): add one (its alphabet and a few function words), then run this again"
+# Paths given here must exist (the defaults are placeholders to fill in run.sh later).
+[ "$audio_dir" = /path/to/audio ] || [ -d "$audio_dir" ] || die "--audio-dir $audio_dir: no such folder (from $PWD)"
+[ "$transcripts" = /path/to/transcripts.tsv ] || [ -f "$transcripts" ] || die "--transcripts $transcripts: no such file (from $PWD)"
 for v in "$audio_dir" "$transcripts" "$lang"; do
   [[ "$v" =~ [[:space:]] ]] && die "'$v': the recipe scripts do not take paths with spaces"
 done

@@ -280,6 +280,9 @@ def assign_splits(utts: list[Utterance], dev_fraction: float, test_fraction: flo
     a key does not depend on the others, so adding files moves few utterances."""
     if split_by not in ("utterance", "speaker"):
         raise GraftError(f"--split-by must be utterance or speaker, not {split_by!r}")
+    for name, value in (("--dev-fraction", dev_fraction), ("--test-fraction", test_fraction)):
+        if not 0 <= value < 1:  # also nan
+            raise GraftError(f"{name} must be a share between 0 and 1 (e.g. 0.1), not {value}")
     key = (lambda u: u.speaker or u.id) if split_by == "speaker" else (lambda u: u.id)
     order = _hash_order((key(u) for u in utts), seed)
     n = len(order)
@@ -422,6 +425,8 @@ def prepare(args: argparse.Namespace) -> dict:
         minutes = [float(m) for m in (args.train_subsets or "").split()]
     except ValueError:
         raise GraftError(f"--train-subsets must be minutes separated by spaces, not {args.train_subsets!r}") from None
+    if any(not m > 0 for m in minutes):
+        raise GraftError(f"--train-subsets must be positive minutes, not {args.train_subsets!r}")
     tsv = args.dl_dir / args.language / "transcripts.tsv"
     require_file(tsv, stage=0, what=f"the {args.language} corpus index")
     return folder_to_manifests(tsv, args.out_dir, language=args.language,
