@@ -63,7 +63,7 @@ def test_librispeech_parts_map_onto_splits():
 
 def test_librispeech_recipe_stages_0_1_3(tmp_path_factory, tree):
     raw = _cached(tmp_path_factory, "librispeech", make_librispeech)
-    opts = ["--raw-dir", raw, "--subset", "mini", "--vocab-size", 40, "--nj", 1, "--train-subsets-en", "0.05"]
+    opts = ["--raw-dir", raw, "--subset", "mini", "--vocab-size", 40, "--nj", 1, "--train-subsets", "0.05"]
     run_recipe(tree, "librispeech", *opts, "--stop-stage", 1)
     run_recipe(tree, "librispeech", *opts, "--stage", 3, "--stop-stage", 3)  # fbank: see the Common Voice test
     recipe = tree / "egs/librispeech/ASR"
@@ -96,7 +96,7 @@ def test_commonvoice_recipe_stages_0_to_3(tmp_path_factory, tree):
     assert cut.sampling_rate == 16000 and cut.has_features
     texts = {c.supervisions[0].text for c in load_manifest(recipe / "data/manifests/cs/cuts_train.jsonl.gz")}
     assert "dobrý den jak se máte" in texts
-    assert (recipe / "data/lang/cs_bpe40/HLG.fst").exists()
+    assert (recipe / "data/lang/cs_bpe40/lm_3gram/HLG.fst").exists()
 
 
 def test_commonvoice_validated_as_train_drops_dev_test_overlap(tmp_path_factory):

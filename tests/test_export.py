@@ -143,7 +143,7 @@ def test_preset_name_is_not_shadowed_by_a_folder(tmp_path, monkeypatch):
     (tmp_path / "small").mkdir()
     monkeypatch.chdir(tmp_path)
     assert load_model_conf("small")["encoder_dim"] == 144
-    (tmp_path / "mine.yaml").write_text("encoder_dim: 32\nnum_heads: 4\n")
+    (tmp_path / "mine.yaml").write_text("base: tiny\nencoder_dim: 32\nnum_heads: 4\n")
     assert load_model_conf("mine.yaml")["encoder_dim"] == 32
 
 

@@ -149,10 +149,25 @@ def test_confs():
 
 def test_conf_from_path(tmp_path):
     path = tmp_path / "m.yaml"
-    path.write_text("encoder_dim: 32\nnum_layers: 1\nsubsampling_factor: 6\n")
+    path.write_text("base: tiny\nencoder_dim: 32\nnum_layers: 1\nsubsampling_factor: 6\n")
     conf = load_model_conf(str(path))
     assert conf["encoder_dim"] == 32 and conf["subsampling_factor"] == 6 and conf["feature_dim"] == 80
+    assert conf["norm_style"] == load_model_conf("tiny")["norm_style"] == "pre"  # from the base preset
     assert build_model(conf, 7).encoder.subsampling_factor == 6
+    # a partial conf without a base is an error naming the missing keys (no defaults in the code)
+    path.write_text("encoder_dim: 32\n")
+    with pytest.raises(GraftError, match=r"lacks \['feature_dim'.*base: small"):
+        load_model_conf(str(path))
+
+
+def test_presets_name_every_key():
+    import yaml
+
+    from graft.model.build import CONF_DIR, KEYS
+
+    for name in presets():
+        conf = yaml.safe_load((CONF_DIR / f"{name}.yaml").read_text())
+        assert set(KEYS) <= set(conf), (name, sorted(set(KEYS) - set(conf)))
 
 
 # ------------------------------------------------------------------------- losses

@@ -217,7 +217,7 @@ def test_errors_before_training(data, tmp_path):
     with pytest.raises(GraftError, match="freeze every parameter"):
         main(_argv(data, exp, "--copy", "encoder.*", "--freeze", "*", "--freeze-steps", "5"))
     other = tmp_path / "other.yaml"
-    other.write_text("encoder_dim: 32\nff_dim: 64\nnum_heads: 2\n")
+    other.write_text("base: tiny\nencoder_dim: 32\nff_dim: 64\nnum_heads: 2\n")
     with pytest.raises(GraftError, match=r"encoder\.layers\.0\.self_attn\.in_proj\.weight: source \(192, 64\) "
                                          r"vs target \(96, 32\)"):
         main(_argv(data, exp, "--transfer-conf", "encoder", "--model-conf", str(other)))

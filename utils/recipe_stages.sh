@@ -164,17 +164,18 @@ decode_root() {
 }
 
 # score_stage EXP "METHODS" AVG [steps/score.py options...]: stage 7, WER/CER of every method at
-# every LM weight and insertion penalty, chosen on dev and applied to test. Runs every time
-# (re-scoring is cheap and needs no model): `--stage 7 --lm-weights "..."`.
+# every LM weight and insertion penalty, chosen on dev and applied to test. Re-scoring is cheap
+# and needs no model: `--stage 7 --lm-weights "..."` re-scores (the options are in the stamp).
 score_stage() {
-  local exp=$1 methods=$2 avg=$3 root
+  local exp=$1 methods=$2 avg=$3 root m outs=""
   shift 3
   root=$(decode_root $exp $avg)
   if [ -z "$root" ] || [ ! -f "$root/decode.json" ]; then
     log "stage 7: $exp is not decoded yet (run stage 6); not scored"
     return 0
   fi
-  step "stage7_score_$(basename $exp)" "" \
+  for m in $methods; do outs="$outs $root/$m/selection.json"; done
+  step "stage7_score_$(basename $exp)" "${outs# }" --inputs "$root/decode.json $root/rtf.json" \
     python $GRAFT_ROOT/steps/score.py --decode-root $root --methods "$methods" "$@"
 }
 
@@ -239,6 +240,8 @@ score_models() {
     exit 1
   fi
   all_methods=$(echo $all_methods | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
-  step "stage7_results" "" python $GRAFT_ROOT/steps/report.py --out $out --title "$title" \
+  local scored
+  scored=$(for a in "${report_args[@]}"; do [ "$a" = --experiment ] || echo "${a##*|}"/*/selection.json; done)
+  step "stage7_results" "$out" --inputs "$(echo $scored)" python $GRAFT_ROOT/steps/report.py --out $out --title "$title" \
     --methods "${all_methods% }" ${report_opts[@]+"${report_opts[@]}"} "${report_args[@]}"
 }

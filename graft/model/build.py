@@ -1,11 +1,15 @@
 """Build a Transducer from a model conf (a preset in conf/model/ or a yaml file).
 
 Usage:
-    conf = load_model_conf("small")                  # conf/model/small.yaml, defaults filled in
-    conf = load_model_conf("exp/my_model.yaml")      # any yaml path
+    conf = load_model_conf("small")                  # conf/model/small.yaml
+    conf = load_model_conf("exp/my_model.yaml")      # any yaml path: every key, or `base: <preset>`
     model = build_model(conf, vocab_size=500, blank_id=0)
 
-Conf keys (all optional; DEFAULTS below):
+The code has no architecture defaults: a conf names every key below (the presets do, and a
+test checks it), or starts from a preset with `base: small` and overrides some keys. So a
+preset that omitted a key cannot silently get another architecture from the code.
+
+Conf keys:
     feature_dim         input fbank dimension (80)
     subsampling_factor  4, 6 or 8: 100 Hz frames -> 25, 16.7 or 12.5 Hz encoder frames
     embed_channels      channels of the front end's Conv2d layers
@@ -26,6 +30,7 @@ Conf keys (all optional; DEFAULTS below):
                         checkpoints saved before this key existed were built with) or "pre"
                         (pre-LN blocks + one final LayerNorm `encoder.norm_out`; the presets:
                         it leaves the CTC all-blank plateau sooner on small data)
+    base                a preset this conf starts from (its keys are overridden by the others)
     name, description   free text, ignored
 """
 from __future__ import annotations
@@ -45,24 +50,9 @@ from graft.utils.errors import GraftError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "model"
 
-DEFAULTS: dict[str, Any] = {
-    "feature_dim": 80,
-    "subsampling_factor": 4,
-    "embed_channels": 32,
-    "encoder_dim": 144,
-    "num_layers": 6,
-    "num_heads": 4,
-    "ff_dim": 576,
-    "conv_kernel": 15,
-    "pos_enc": "rel",
-    "dropout": 0.1,
-    "decoder_dim": 256,
-    "context_size": 2,
-    "joiner_dim": 256,
-    "ctc_dropout": 0.1,
-    "input_norm": "utterance",   # "utterance": per-utterance mean/variance normalization; "none"
-    "norm_style": "conformer",   # "pre" (the presets): one final LayerNorm; see encoder.NORM_STYLES
-}
+KEYS = ("feature_dim", "subsampling_factor", "embed_channels", "encoder_dim", "num_layers", "num_heads",
+        "ff_dim", "conv_kernel", "pos_enc", "dropout", "decoder_dim", "context_size", "joiner_dim",
+        "ctc_dropout", "input_norm", "norm_style")
 _FREE_TEXT = ("name", "description")
 
 
@@ -72,10 +62,20 @@ def presets() -> list[str]:
 
 
 def _check(conf: dict[str, Any], source: str) -> dict[str, Any]:
-    unknown = sorted(set(conf) - set(DEFAULTS) - set(_FREE_TEXT))
+    unknown = sorted(set(conf) - set(KEYS) - set(_FREE_TEXT) - {"base"})
     if unknown:
-        raise GraftError(f"{source}: unknown model conf keys {unknown}; known: {sorted(DEFAULTS)}")
-    full = {**DEFAULTS, **conf}
+        raise GraftError(f"{source}: unknown model conf keys {unknown}; known: {sorted(KEYS)}")
+    conf = dict(conf)
+    base = conf.pop("base", None)
+    if base is not None:
+        if str(base) not in presets():
+            raise GraftError(f"{source}: base {base!r} is not a preset ({presets()})")
+        conf = {**load_model_conf(str(base)), **conf}
+    missing = [k for k in KEYS if k not in conf]
+    if missing:
+        raise GraftError(f"{source}: model conf lacks {missing}: give every key, or start from a preset "
+                         f"with `base: small` (presets: {presets()})")
+    full = conf
     if full["subsampling_factor"] not in SUBSAMPLING_FACTORS:
         raise GraftError(f"{source}: subsampling_factor must be one of {SUBSAMPLING_FACTORS}, "
                          f"got {full['subsampling_factor']}")
@@ -123,7 +123,7 @@ def load_model_conf(name_or_path: str | os.PathLike) -> dict[str, Any]:
 
 
 def build_model(conf: dict[str, Any], vocab_size: int, blank_id: int = 0) -> Transducer:
-    """A freshly initialised Transducer for `conf` (missing keys take DEFAULTS)."""
+    """A freshly initialised Transducer for `conf` (every key of KEYS, or `base`)."""
     c = _check(dict(conf), "model conf")
     encoder = ConformerEncoder(
         feature_dim=c["feature_dim"], dim=c["encoder_dim"], num_layers=c["num_layers"],

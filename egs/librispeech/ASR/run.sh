@@ -49,6 +49,7 @@ decode_methods="greedy beam ctc-hlg" # stage 6 methods of the stage-4 model (the
 decode_avg=4                # average the last N epochs for decoding
 lm_weights=                 # LM weight sweep of stages 6-7 (default: conf/decode.yaml)
 word_ins_penalties=         # word insertion penalties of stage 7 (default: conf/decode.yaml)
+results_title="LibriSpeech results (egs/librispeech/ASR)" # the title of RESULTS.md
 log_dir=exp/log             # where each step's log goes
 stages="0 1 2 3 4 5 6 7"    # the stages of this recipe
 . ../../../utils/parse_options.sh
@@ -57,29 +58,6 @@ stages="0 1 2 3 4 5 6 7"    # the stages of this recipe
 lang=en                     # LibriSpeech is English: data/*/en/
 src_exp=exp/${lang}_$model_conf  # the source model (stage 4)
 
-train_exp=exp/${lang}_$model_conf  # stage 4's model (a source for other recipes: --source-exp .../exp/<this>)
-decode_opts=(${lm_weights:+--lm-weights "$lm_weights"})
-score_opts=(${lm_weights:+--lm-weights "$lm_weights"} ${word_ins_penalties:+--word-ins-penalties "$word_ins_penalties"})
-eval "grid_args=($grid_opts)"
-
 if stage_in 0; then corpus_stage $corpus $dl_dir $lang "$lm_text" --raw-dir $raw_dir --subset $subset --test-part $test_part \
     --language $lang --jobs $nj ${lm_text:+--lm-text $lm_text}; fi
-if stage_in 1; then manifests_stage $corpus $dl_dir $lang "$train_subsets" $seed; fi
-if stage_in 2; then fbank_stage $lang; fi
-if stage_in 3; then lang_stage $lang $vocab_size $lm_order $dl_dir/$lang/lm_text.txt; fi
-if stage_in 4; then
-  train_stage $lang $vocab_size $train_exp train $num_epochs --model-conf $model_conf \
-    --max-duration $max_duration $train_opts
-fi
-if stage_in 5; then
-  transfer_grid_stage "$source_exp" $lang $vocab_size $lang $grid "--max-duration $max_duration" \
-    "--source-avg $decode_avg" ${grid_args[@]+"${grid_args[@]}"}
-fi
-if stage_in 6 || stage_in 7; then
-  models=$(recipe_models $train_exp $lang "$decode_methods" "$source_exp" $lang $grid $lang ${grid_args[@]+"${grid_args[@]}"})
-fi
-if stage_in 6; then decode_models "$models" $vocab_size $lm_order $decode_avg ${decode_opts[@]+"${decode_opts[@]}"}; fi
-if stage_in 7; then
-  score_models "$models" $decode_avg RESULTS.md "LibriSpeech results (egs/librispeech/ASR)" ${score_opts[@]+"${score_opts[@]}"}
-fi
-log "finished stages $stage..$stop_stage"
+. ../../../utils/one_language_stages.sh
