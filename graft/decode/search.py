@@ -54,6 +54,23 @@ def _joint(model, enc_proj: torch.Tensor, dec_proj: torch.Tensor) -> torch.Tenso
     return logits.reshape(h, -1)
 
 
+class _DecoderCache:
+    """Projected decoder outputs per context: the stateless decoder's output depends on the last
+    `context_size` tokens only, so each context is computed once per search call."""
+
+    def __init__(self, model, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.rows: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def get(self, contexts: list[tuple[int, ...]]) -> torch.Tensor:
+        """(len(contexts), J) projected decoder outputs."""
+        missing = list(dict.fromkeys(c for c in contexts if c not in self.rows))
+        if missing:
+            out = _decoder_proj(self.model, [list(c) for c in missing], self.device)
+            self.rows.update(zip(missing, out))
+        return torch.stack([self.rows[c] for c in contexts])
+
+
 @torch.no_grad()
 def greedy_search(
     model,
@@ -62,25 +79,46 @@ def greedy_search(
     max_sym_per_frame: int = 1,
     context_pad_id: int | None = None,
 ) -> list[list[int]]:
-    """Batched greedy search: at most `max_sym_per_frame` non-blank symbols per encoder frame."""
+    """Batched greedy search: at most `max_sym_per_frame` non-blank symbols per encoder frame.
+
+    Per frame it runs the joiner once on the active utterances (one torch call each for the
+    add, tanh and output Linear) and the decoder only for contexts it has not seen before
+    (`_DecoderCache`); the index of active utterances is rebuilt only when it changes. One
+    utterance with one symbol per frame goes through `_greedy_one` (frames in windows).
+    Measured on a `small` model, 182 s of audio, 1 thread (loaded machine): search RTF 0.0108
+    before these changes, 0.0076 with them, 0.0040 through `_greedy_one` (bench/bench_export.py).
+    """
     if max_sym_per_frame < 1:
         raise ValueError(f"max_sym_per_frame must be >= 1, got {max_sym_per_frame}")
     n, t_max, _ = encoder_out.shape
+    if n == 1 and max_sym_per_frame == 1:
+        return [_greedy_one(model, encoder_out[0, : int(encoder_out_lens[0])], context_pad_id)]
     device = encoder_out.device
     blank = int(model.decoder.blank_id)
     cs = int(model.decoder.context_size)
     lens = encoder_out_lens.to("cpu").tolist()
     enc_proj = model.joiner.encoder_proj(encoder_out)  # (N, T, J)
-    contexts = [_initial_context(model, context_pad_id) for _ in range(n)]
+    cache = _DecoderCache(model, device)
+    contexts = [tuple(_initial_context(model, context_pad_id)) for _ in range(n)]
     hyps: list[list[int]] = [[] for _ in range(n)]
-    dec_proj = _decoder_proj(model, contexts, device)  # (N, J)
+    dec_proj = cache.get(contexts).to(enc_proj.dtype)  # (N, J)
+    all_rows = list(range(n))
+    active_key: tuple[int, ...] | None = None
+    idx = None
     for t in range(t_max):
-        active = [i for i in range(n) if lens[i] > t]
-        if not active:
+        frame_active = [i for i in all_rows if lens[i] > t] if n > 1 else ([0] if lens[0] > t else [])
+        if not frame_active:
             break
-        for _ in range(max_sym_per_frame):
-            idx = torch.tensor(active, device=device)
-            logits = _joint(model, enc_proj[idx, t], dec_proj[idx])
+        active = frame_active
+        for sym in range(max_sym_per_frame):
+            if len(active) == n:
+                enc_t, dec_t = enc_proj[:, t], dec_proj
+            else:
+                key = tuple(active)
+                if key != active_key:
+                    active_key, idx = key, torch.tensor(active, device=device)
+                enc_t, dec_t = enc_proj[idx, t], dec_proj[idx]
+            logits = model.joiner(enc_t, dec_t, project_input=False)  # (H, V)
             best = logits.argmax(dim=-1).tolist()
             emitted = [i for i, y in zip(active, best) if y != blank]
             if not emitted:
@@ -88,12 +126,50 @@ def greedy_search(
             for i, y in zip(active, best):
                 if y != blank:
                     hyps[i].append(y)
-                    contexts[i] = (contexts[i] + [y])[-cs:]
-            dec_proj[torch.tensor(emitted, device=device)] = _decoder_proj(
-                model, [contexts[i] for i in emitted], device
-            ).to(dec_proj.dtype)
+                    contexts[i] = (contexts[i] + (y,))[-cs:]
+            rows = cache.get([contexts[i] for i in emitted]).to(dec_proj.dtype)
+            if len(emitted) == n:
+                dec_proj = rows
+            else:
+                dec_proj = dec_proj.clone()
+                dec_proj[torch.tensor(emitted, device=device)] = rows
             active = emitted
     return hyps
+
+
+GREEDY_WINDOW = 8
+
+
+def _greedy_one(model, encoder_out: torch.Tensor, context_pad_id: int | None) -> list[int]:
+    """Greedy search of one utterance (T, D), one symbol per frame at most, frames in windows.
+
+    Until the next emission the decoder output is fixed, so the joiner runs on the next
+    GREEDY_WINDOW frames at once and the search jumps to the first frame whose best symbol is
+    not blank: the same choices as frame by frame, in about a quarter of the torch calls when
+    a model emits on a quarter of the frames.
+    """
+    blank = int(model.decoder.blank_id)
+    cs = int(model.decoder.context_size)
+    enc_proj = model.joiner.encoder_proj(encoder_out)  # (T, J)
+    cache = _DecoderCache(model, encoder_out.device)
+    context = tuple(_initial_context(model, context_pad_id))
+    dec = cache.get([context]).to(enc_proj.dtype)  # (1, J)
+    hyp: list[int] = []
+    t, t_max = 0, enc_proj.shape[0]
+    while t < t_max:
+        window = enc_proj[t: t + GREEDY_WINDOW]
+        best = model.joiner(window, dec.expand(window.shape[0], -1), project_input=False).argmax(dim=-1)
+        found = torch.nonzero(best != blank)
+        if found.numel() == 0:
+            t += window.shape[0]
+            continue
+        f = int(found[0, 0])
+        y = int(best[f])
+        hyp.append(y)
+        context = (context + (y,))[-cs:]
+        dec = cache.get([context]).to(enc_proj.dtype)
+        t += f + 1
+    return hyp
 
 
 @torch.no_grad()
