@@ -31,7 +31,7 @@ def quantize_int8(path: str | os.PathLike, out: str | os.PathLike | None = None)
 
     out = Path(out) if out is not None else int8_name(path)
     level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.WARNING)     # the quantizer logs every node at INFO
+    logging.getLogger().setLevel(logging.ERROR)       # the quantizer logs per node, and a pre-processing hint
     try:
         quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
     finally:
