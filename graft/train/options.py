@@ -190,9 +190,6 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
     from graft.train.amp import parse_amp
 
     conf.amp = parse_amp(conf.amp)
-    if conf.max_cut_duration <= conf.min_cut_duration:
-        raise GraftError(f"--max-cut-duration ({conf.max_cut_duration}) must be larger than "
-                         f"--min-cut-duration ({conf.min_cut_duration})")
     return conf
 
 
