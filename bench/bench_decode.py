@@ -52,9 +52,9 @@ def main() -> None:
     dev = next(iter(sorted(args.recipe.glob(f"exp/{args.sweep_model}/decode_*/ctc-hlg/dev/lats/lattices.scp"))), None)
     if dev is not None:
         scp = read_scp(dev)
-        # the lang dir the lattices were decoded with (recorded by stage 6, relative to the recipe)
+        # the LM dir the lattices were decoded with (recorded by stage 6, relative to the recipe)
         record = json.loads((dev.parent.parent / "decode.json").read_text())
-        lang = args.recipe / record["lang_dir"]
+        lang = args.recipe / record["lm_dir"]
         id2word = invert(read_symbols(lang / "words.txt"))
         for jobs in (1, 2):
             t0 = time.perf_counter()

@@ -13,7 +13,7 @@ from corpus_fixtures import graft_tree, run_recipe
 
 TINY = ["--en-train-minutes", "1.5", "--en-dev-minutes", "0.4", "--en-test-minutes", "0.4",
         "--cs-train-minutes", "1.5", "--cs-dev-minutes", "0.4", "--cs-test-minutes", "0.4",
-        "--train-subsets-cs", "0.5 1", "--vocab-size", "60", "--stop-stage", "3"]
+        "--cs-train-subsets", "0.5 1", "--vocab-size", "60", "--stop-stage", "3"]
 
 
 def test_demo_stages_0_to_3(tmp_path, monkeypatch):
@@ -32,12 +32,20 @@ def test_demo_stages_0_to_3(tmp_path, monkeypatch):
         assert feats.shape[1] == 80
         assert train[0].supervisions[0].language == lang
         lang_dir = asr / f"data/lang/{lang}_bpe60"
-        assert (lang_dir / "HLG.fst").stat().st_size > 0
+        assert (lang_dir / "lm_3gram/HLG.fst").stat().st_size > 0
         assert json.loads((lang_dir / "lang.json").read_text())["vocab_size"] == 60
-        coverage = json.loads((lang_dir / "coverage.json").read_text())
+        coverage = json.loads((lang_dir / "lm_3gram/coverage.json").read_text())
         assert 0 < coverage["dev"]["word_coverage"] <= 1
     small = set(load_manifest(asr / "data/fbank/cs/cuts_train_0.5m.jsonl.gz").ids)
     large = set(load_manifest(asr / "data/fbank/cs/cuts_train_1m.jsonl.gz").ids)
     assert small and small < large
     again = run_recipe(root, "demo", *TINY)
     assert again.stderr.count("skip '") == 1 + 2 + 2 + 2  # stage 0 once, stages 1-3 per language
+    assert "run '" not in again.stderr
+    # stage 7 before any model exists: one clear line, no traceback
+    import subprocess
+
+    p = subprocess.run(["bash", str(asr / "run.sh"), *TINY[:-2], "--stage", "7", "--stop-stage", "7"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and "ERROR: stage 7: no decoded model to score (run stages 4-6 first)" in p.stderr
+    assert "Traceback" not in p.stderr

@@ -1,5 +1,6 @@
 """utils/new_recipe.sh: a new corpus from a folder of audio + a transcript table is a recipe
-and an adapter made from utils/templates/, and the recipe runs stages 0-4 (tiny model)."""
+and an adapter made from utils/templates/; the recipe runs stages 0-7 (tiny model), and a
+transcript fixed afterwards reaches the training cuts when stages 0-2 run again."""
 from __future__ import annotations
 
 import json
@@ -51,10 +52,14 @@ def test_new_recipe_refuses_to_overwrite_or_a_bad_name(made):
     assert p.returncode == 1 and "not overwriting" in p.stderr
 
 
-def test_new_recipe_runs_stages_0_to_4(made):
+OPTS = ["--nj", 1, "--vocab-size", 40, "--train-subsets", "0.1", "--model-conf", "tiny", "--num-epochs", 1,
+        "--max-duration", 30, "--decode-methods", "greedy ctc-hlg"]
+
+
+def test_new_recipe_runs_stages_0_to_7(made):
     root, _, _ = made
-    run_recipe(root, "mycorpus", "--stop-stage", 4, "--nj", 1, "--vocab-size", 40, "--train-subsets", "0.1",
-               "--model-conf", "tiny", "--num-epochs", 1, "--max-duration", 30)
+    r = run_recipe(root, "mycorpus", *OPTS)
+    assert "stage 5 skipped: no source model" in r.stderr
     recipe = root / "egs/mycorpus/ASR"
     corpus = json.loads((recipe / "data/corpus/en/report.json").read_text())
     assert corpus["utterances"] == {"train": 12, "dev": 2, "test": 2}
@@ -65,3 +70,23 @@ def test_new_recipe_runs_stages_0_to_4(made):
     assert all(c.sampling_rate == 16000 for c in load_manifest(recipe / "data/fbank/en/cuts_train.jsonl.gz"))
     assert (recipe / "data/lang/en_bpe40/lang.json").exists()
     assert (recipe / "exp/en_tiny/epoch-1.pt").exists()
+    assert (recipe / "exp/en_tiny/decode_epoch1_avg1/ctc-hlg/test/scoring/best_wer").is_file()
+    assert "| en_tiny | - | greedy |" in (recipe / "RESULTS.md").read_text()
+
+
+def test_fixed_transcript_reaches_the_training_cuts(made):
+    root, _, table = made
+    recipe = root / "egs/mycorpus/ASR"
+    text = table.read_text(encoding="utf-8")
+    assert "The cat sat on the mat." in text
+    table.write_text(text.replace("The cat sat on the mat.", "The cat sat on the hat."), encoding="utf-8")
+    try:
+        r = run_recipe(root, "mycorpus", *OPTS, "--stop-stage", 2)
+        assert "'stage0_mycorpus_download' runs again:" in r.stderr and "transcripts.tsv changed" in r.stderr
+        assert "'stage1_manifests_en' runs again:" in r.stderr and "'stage2_fbank_en' runs again:" in r.stderr
+        texts = {c.supervisions[0].text for c in load_manifest(recipe / "data/fbank/en/cuts_train.jsonl.gz")}
+        texts |= {c.supervisions[0].text for c in load_manifest(recipe / "data/fbank/en/cuts_dev.jsonl.gz")}
+        texts |= {c.supervisions[0].text for c in load_manifest(recipe / "data/fbank/en/cuts_test.jsonl.gz")}
+        assert "the cat sat on the hat" in texts and "the cat sat on the mat" not in texts
+    finally:
+        table.write_text(text, encoding="utf-8")

@@ -24,7 +24,7 @@ if stage_in 4; then
 fi
 if stage_in 5; then
   transfer_grid_stage "$source_exp" $lang $vocab_size $lang $grid "--max-duration $max_duration" \
-    "--source-avg $decode_avg" ${grid_args[@]+"${grid_args[@]}"}
+    $decode_avg ${grid_args[@]+"${grid_args[@]}"}
 fi
 if stage_in 6 || stage_in 7; then
   models=$(recipe_models $train_exp $lang "$decode_methods" "$source_exp" $lang $grid $lang ${grid_args[@]+"${grid_args[@]}"})

@@ -114,14 +114,18 @@ grid_models() {
   python $GRAFT_ROOT/steps/grid.py --grid $grid --fbank-dir data/fbank/$lang "$@"
 }
 
-# grid_stage SRC_EXP LANG VOCAB EXP_PREFIX GRID "TRAIN_OPTS" "SOURCE_OPTS" [steps/grid.py options...]:
+# grid_stage SRC_EXP LANG VOCAB EXP_PREFIX GRID "TRAIN_OPTS" SOURCE_AVG [steps/grid.py options...]:
 # stage 5, every model of the grid (scratch baselines with train_stage, transfers with
 # transfer_stage) into exp/<EXP_PREFIX>_<name>/. TRAIN_OPTS go to every model (after the grid's
-# own train_opts), SOURCE_OPTS to the transfers only (e.g. "--source-avg 2").
+# own train_opts); the transfers start from the source's last epoch averaged over SOURCE_AVG
+# epochs (at most all of them).
 grid_stage() {
-  local src=$1 lang=$2 vocab=$3 prefix=$4 grid=$5 extra=$6 source_opts=$7
+  local src=$1 lang=$2 vocab=$3 prefix=$4 grid=$5 extra=$6 src_avg=$7 src_epoch
   local lines name group preset split epochs mins methods opts
   shift 7
+  src_epoch=$(last_epoch $src)
+  [ "$src_avg" -gt "$src_epoch" ] && src_avg=$src_epoch
+  local source_opts="--source-epoch $src_epoch --source-avg $src_avg"
   lines=$(grid_models $grid $lang "$@") || exit 1
   while IFS=$'\t' read -r name group preset split epochs mins methods opts; do
     [ -n "$name" ] || continue
@@ -193,7 +197,7 @@ recipe_models() {
   done <<< "$lines"
 }
 
-# transfer_grid_stage SRC_EXP LANG VOCAB PREFIX GRID "TRAIN_OPTS" "SOURCE_OPTS" [grid options...]:
+# transfer_grid_stage SRC_EXP LANG VOCAB PREFIX GRID "TRAIN_OPTS" SOURCE_AVG [grid options...]:
 # stage 5 (grid_stage), or a line saying why it is skipped (no source model set).
 transfer_grid_stage() {
   if [ -z "$1" ]; then

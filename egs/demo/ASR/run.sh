@@ -81,7 +81,7 @@ if stage_in 4; then
 fi
 if stage_in 5; then
   transfer_grid_stage $source_exp cs $vocab_size cs $grid "--max-duration $max_duration" \
-    "--source-avg $decode_avg" ${grid_args[@]+"${grid_args[@]}"}
+    $decode_avg ${grid_args[@]+"${grid_args[@]}"}
 fi
 if stage_in 6 || stage_in 7; then
   models=$(recipe_models $src_exp en "$decode_methods" $source_exp cs $grid cs ${grid_args[@]+"${grid_args[@]}"})
