@@ -284,6 +284,21 @@ def test_fbank_truncated_stage1_manifest_names_stage_1(tmp_path, tiny):
     assert not (work / "fb/cuts_train.jsonl.gz").exists()
 
 
+def test_fbank_audio_gone_since_stage_1_names_the_cut_and_the_stages(tmp_path, tiny):
+    from lhotse import CutSet, load_manifest
+    from lhotse.utils import fastcopy
+
+    work = stage1_cuts(tiny, tmp_path)
+    cuts = list(load_manifest(work / "man/cuts_train.jsonl.gz"))
+    rec = cuts[3].recording
+    gone = fastcopy(rec, sources=[fastcopy(rec.sources[0], source=str(tmp_path / "gone.wav"))])
+    cuts[3] = fastcopy(cuts[3], recording=gone)
+    CutSet.from_cuts(cuts).to_file(work / "man/cuts_train.jsonl.gz")
+    error_line(run(fbank(work, jobs=2, chunk=2), cwd=work), f"cannot read the audio of cut {cuts[3].id}",
+               str(tmp_path / "gone.wav"), "--stage 0 --stop-stage 1 --force true")
+    assert not (work / "fb/cuts_train.jsonl.gz").exists()
+
+
 def gunzip(p: Path) -> bytes:
     with gzip.open(p, "rb") as f:
         return f.read()

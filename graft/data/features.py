@@ -21,6 +21,7 @@ disk is one line naming the path. In every case a re-run resumes from the finish
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -85,14 +86,30 @@ def _compute_chunk(cuts_path: str, first: int, last: int, storage: str, manifest
     cuts = CutSet.from_cuts(list(load_manifest_lazy(cuts_path))[first:last])
     extractor = make_extractor(num_mel_bins)
     with LilcomChunkyWriter(storage) as writer:
-        done = CutSet.from_cuts(
-            cut.compute_and_store_features(extractor=extractor, storage=writer) for cut in cuts
-        )
+        done = CutSet.from_cuts(_features_of(cut, extractor, writer, cuts_path) for cut in cuts)
     with atomic_path(manifest) as tmp:
         done.to_file(tmp)
     return sum(c.duration for c in done)
 
 
+def _features_of(cut, extractor: Fbank, writer: LilcomChunkyWriter, cuts_path: str):
+    """One cut's features; GraftError naming the cut and its audio when the audio is unreadable
+    (stage 1 decoded every file, so it went missing or changed since). A full or read-only
+    disk (writing the features) passes through."""
+    try:
+        return cut.compute_and_store_features(extractor=extractor, storage=writer)
+    except Exception as e:  # soundfile / audioread / lhotse raise many types
+        if isinstance(e, GraftError) or (isinstance(e, OSError) and e.errno in _WRITE_ERRNOS):
+            raise
+        where = ", ".join(str(s.source) for s in cut.recording.sources) if cut.has_recording else "?"
+        raise GraftError(f"cannot read the audio of cut {cut.id} ({where}) listed in {cuts_path}: "
+                         f"{type(e).__name__}: {' '.join(str(e).split())[:200]}; stage 1 decoded it, so "
+                         f"it was moved or changed since: restore it, or run stages 0 and 1 again "
+                         f"(`./run.sh --stage 0 --stop-stage 1 --force true`), which skip and count "
+                         f"unreadable audio") from None
+
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 _TMP_RE = re.compile(r"^\.tmp-(\d+)-")
 
 
