@@ -43,9 +43,12 @@ MODELS = ("encoder", "decoder", "joiner", "ctc")
 INFO_NAME = "export.json"
 
 
-def default_export_dir(exp_dir: str | os.PathLike, epoch: int, avg: int, use_averaged_model: bool) -> Path:
-    """`<exp_dir>/export/epoch<E>_avg<A>[_running]` (named like the decode dirs)."""
-    return Path(exp_dir) / "export" / (f"epoch{epoch}_avg{avg}" + ("_running" if use_averaged_model else ""))
+def default_export_dir(exp_dir: str | os.PathLike, epoch: int | None, avg: int, use_averaged_model: bool,
+                       step: int | None = None) -> Path:
+    """`<exp_dir>/export/epoch<E>_avg<A>[_running]` (named like the decode dirs), or
+    `step<S>` for a model from a mid-epoch checkpoint-<S>.pt."""
+    name = f"epoch{epoch}_avg{avg}" if epoch is not None else f"step{step}"
+    return Path(exp_dir) / "export" / (name + ("_running" if use_averaged_model else ""))
 
 
 def find_lm_dir(lang_dir: Path, lm_dir: str | os.PathLike | None = None) -> Path | None:
@@ -176,7 +179,8 @@ def export_model(exp_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     lm = find_lm_dir(lang.path, lm_dir)
     if lm is None:
         log.warning("%s has no HLG.fst: the CTC model is exported without a decoding graph", lang.path)
-    out_dir = Path(out_dir) if out_dir else default_export_dir(exp_dir, info["epoch"], avg, use_averaged_model)
+    out_dir = Path(out_dir) if out_dir else default_export_dir(exp_dir, info["epoch"], avg, use_averaged_model,
+                                                                    info["step"])
     ckpt = read_checkpoint(info["checkpoints"][-1], mmap=True)
     transfer = (ckpt.get("extra") or {}).get("transfer")
     modules = export_modules(model)
