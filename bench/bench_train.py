@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
-"""Training throughput of a model preset: seconds of audio trained per wall second.
+"""Training speed side by side: the bare model step (fp32 and the fast path), the full training
+loop on demo-like batches, DDP 2 x 1 thread, and each one's share of a matmul roofline.
 
 Usage:
-    .venv/bin/python bench/bench_train.py [--preset small] [--steps 30] [--max-duration 30]
-        [--vocab-size 150] [--spec-augment] [--no-ddp] [--no-speed-perturb]
+    .venv/bin/python bench/bench_train.py [--preset small] [--steps 20] [--threads 2]
+        [--vocab-size 150] [--no-ddp] [--workdir DIR]
 
-The defaults are the demo's stage 4 (BPE 150, 30 s batches, no SpecAugment). Uses the demo's
-English features and lang dir (egs/demo/ASR/data/fbank/en, data/lang/en_bpe<V>) when stages
-2-3 have run; otherwise synthesizes espeak-ng speech with tests/tiny_asr.py and trains a
-BPE of that size on fortune text (so the output layer has the demo's size). Two
-duration buckets, so batches are full --max-duration batches even on little data. Each setting runs
-the real training loop (graft.train.loop: data loading, SpecAugment, pruned RNN-T + warm-up,
-AdamW, clipping, averaging); the rate is measured between the end of the first step and the
-end of the last one (set-up, start-up and the first step excluded). Settings:
-  1 process x 1 thread; 1 x 2 threads; 1 x 1 with speed perturbation (2/3 of the cuts get
-  fbank on the fly); torchrun 2 processes x 1 thread (gloo DDP; the rate the loop logs, all
-  ranks; --max-duration is per process, so its batches are twice as large).
+Rows (one run, the same model preset and batch sizes; the first step of each is excluded):
+  matmul roofline   fp32 and bf16 products at the model's sizes (N*T frames x 144 x 576, ...)
+  bare step         forward + backward of a 6 x 5 s batch (the demo's 30 s batches), pruned
+                    RNN-T + 0.2 CTC, no optimizer: "fp32" with torch's dropout (the step before
+                    issue 15), "fast path" with graft's dropout and mixed precision as `amp:
+                    auto` decides on this machine (`bf16 forced` is also shown when auto is off)
+  loop              graft.train.loop.Trainer as stage 4 runs it (lilcom features from disk,
+                    bucketed 30 s batches with their padding, AdamW, clipping, running average,
+                    logging, the guard), before and after issue 15
+  DDP 2 x 1         torchrun, 2 processes of 1 thread, gloo (rate over all ranks)
+Audio s/s is audio seconds trained per wall second; GFLOPS counts the matrix products and
+convolutions of one step (torch.utils.flop_counter), and "of fp32 / of bf16" is that rate over
+the roofline matmul's. Data: the demo's English fbank and lang dir when stages 2-3 have run;
+otherwise ~15 minutes of espeak-ng speech of fortune sentences (the demo's text source,
+2-7 s each), stage-2 style lilcom fbank, and a BPE of --vocab-size (built once in --workdir).
 Writes bench/results/train.{md,json}.
 """
 from __future__ import annotations
@@ -24,13 +29,15 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,155 +45,394 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
 
-from graft.train.data import Lang, load_lang  # noqa: E402
-from graft.train.loop import Trainer  # noqa: E402
-from graft.train.options import load_train_conf  # noqa: E402
 from graft.utils.io import atomic_write  # noqa: E402
 
 DEMO = ROOT / "egs/demo/ASR/data"
+VOICES = ("en+m1", "en+f2", "en+m3", "en+f4", "en+m5", "en-us+m2", "en-us+f3")
 
 
-class TimedTrainer(Trainer):
-    """The real loop, recording (end time, audio seconds) of every batch."""
+# ---------------------------------------------------------------------------- data
+def demo_like_data(workdir: Path, vocab: int, minutes: float = 15.0) -> tuple[Path, Path, str]:
+    """(cuts with lilcom fbank, lang dir, description): the demo's when they exist, else built."""
+    demo_cuts, demo_lang = DEMO / "fbank/en/cuts_train.jsonl.gz", DEMO / f"lang/en_bpe{vocab}"
+    if demo_cuts.exists() and (demo_lang / "tokens.txt").exists():
+        os.chdir(DEMO.parent)    # the manifests' feature paths are relative to the recipe dir
+        return demo_cuts, demo_lang, f"demo English train (egs/demo/ASR), BPE {vocab}"
+    root = workdir / "data"
+    cuts_path, lang_dir = root / "cuts_train.jsonl.gz", root / f"lang_bpe{vocab}"
+    desc = f"espeak-ng speech of fortune sentences ({minutes:g} min, lilcom fbank), BPE {vocab}"
+    if cuts_path.exists() and (lang_dir / "tokens.txt").exists():
+        return cuts_path, lang_dir, desc
+    from lhotse import (CutSet, LilcomChunkyWriter, Recording, RecordingSet, SupervisionSegment,
+                        SupervisionSet)
+    from tiny_asr import _synthesize, _train_bpe
 
-    def __init__(self, *args, max_steps: int, **kw) -> None:
-        super().__init__(*args, **kw)
-        self.marks: list[tuple[float, float]] = []
-        self.max_steps = max_steps
+    from graft.data.features import make_extractor
+    from graft.data.fortunes import fortune_sentences
 
-    def _train_step(self, batch, stats):
-        out = super()._train_step(batch, stats)
-        self.marks.append((time.perf_counter(), batch["duration"]))
-        if len(self.marks) >= self.max_steps:
-            self.conf.max_minutes = 0.0           # the loop's own clean stop
-        return out
+    sentences = [s.text for s in fortune_sentences("en")[0]]
+    random.Random(0).shuffle(sentences)
+    wav_dir = root / "wav"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    recs, sups, total = [], [], 0.0
+    for i, text in enumerate(sentences):
+        if total >= minutes * 60:
+            break
+        utt = f"bench{i:04d}"
+        wav = wav_dir / f"{utt}.wav"
+        if not wav.exists():
+            _synthesize(text, VOICES[i % len(VOICES)], 150 + 10 * (i % 4), wav)
+        rec = Recording.from_file(wav, recording_id=utt)
+        if not 1.0 <= rec.duration <= 12.0:
+            continue
+        recs.append(rec)
+        sups.append(SupervisionSegment(id=utt, recording_id=utt, start=0.0, duration=rec.duration,
+                                       text=text, language="en", speaker=VOICES[i % len(VOICES)]))
+        total += rec.duration
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cuts = CutSet.from_manifests(recordings=RecordingSet.from_recordings(recs),
+                                     supervisions=SupervisionSet.from_segments(sups))
+        cuts = cuts.compute_and_store_features(extractor=make_extractor(), storage_path=root / "feats",
+                                               storage_type=LilcomChunkyWriter, num_jobs=1)
+    finally:
+        torch.set_num_threads(threads)
+    _train_bpe(sentences[:5000], lang_dir, vocab)
+    cuts.to_file(cuts_path)
+    return cuts_path, lang_dir, desc
 
 
-def dataset(workdir: Path, vocab: int) -> tuple[Path, Lang, str]:
-    demo_lang = DEMO / f"lang/en_bpe{vocab}"
-    if (DEMO / "fbank/en/cuts_train.jsonl.gz").exists() and (demo_lang / "tokens.txt").exists():
-        os.chdir(DEMO.parent)   # the manifests' feature paths are relative to the recipe dir
-        return DEMO / "fbank/en/cuts_train.jsonl.gz", load_lang(demo_lang), f"demo en train, BPE {vocab}"
-    from tiny_asr import SENTENCES, _train_bpe, build_tiny_asr
+def bare_batch(lang_dir: Path, cuts_path: Path, batch: int = 6, seconds: float = 5.0,
+               feature_dim: int = 80) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
+    """A batch of `batch` x `seconds` (no padding): fbank-like features, and tokens at the data's
+    own tokens-per-second rate (so the losses see demo-sized targets)."""
+    from lhotse import CutSet
 
-    tiny = build_tiny_asr(workdir / "tiny", num_train=30, num_dev=6, repeat=12)
-    lang_dir = workdir / f"lang_bpe{vocab}"
-    if not (lang_dir / "tokens.txt").exists():
-        # A BPE of the demo's size, trained on fortune text plus the synthesized sentences.
-        texts = list(SENTENCES)
-        for f in sorted(Path("/usr/share/games/fortunes").glob("*.u8"))[:20]:
-            for line in f.read_text(encoding="utf-8", errors="ignore").lower().splitlines():
-                words = re.sub(r"[^a-z' ]+", " ", line).split()
-                if 3 <= len(words) <= 20:
-                    texts.append(" ".join(words))
-        _train_bpe(texts, lang_dir, vocab)
-    return tiny.cuts_train, load_lang(lang_dir), f"espeak-ng synthesized (tests/tiny_asr.py), BPE {vocab} from fortunes"
+    from graft.lang.langdir import load_lang_dir
+
+    lang = load_lang_dir(lang_dir)
+    cuts = list(CutSet.from_file(cuts_path).subset(first=200))
+    texts = [" ".join(s.text for s in c.supervisions) for c in cuts]
+    rate = sum(len(t) for t in lang.encode(texts)) / sum(c.duration for c in cuts)
+    frames, n_tokens = int(seconds * 100), max(1, round(rate * seconds))
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(batch, frames, feature_dim, generator=g) * 3.0 - 8.0
+    tokens = [torch.randint(3, lang.vocab_size, (n_tokens,), generator=g).tolist() for _ in range(batch)]
+    return feats, torch.full((batch,), frames, dtype=torch.int64), tokens
 
 
-def run_in_process(cuts: Path, lang: Lang, preset: str, steps: int, max_duration: float, threads: int,
-                   speed_perturb: bool, workdir: Path, spec_augment: bool = False) -> dict:
+# ---------------------------------------------------------------------------- roofline
+def matmul_roofline(frames: int, dims: list[tuple[int, int]], dtype: torch.dtype,
+                    budget_s: float = 1.0) -> dict[str, Any]:
+    """GFLOPS of (frames x k) @ (k x n) products at the model's sizes: the best shape and each."""
+    out = {}
+    for k, n in dims:
+        a, b = torch.randn(frames, k).to(dtype), torch.randn(k, n).to(dtype)
+        a @ b
+        times, t_end = [], time.perf_counter() + budget_s
+        while len(times) < 3 or (time.perf_counter() < t_end and len(times) < 200):
+            t0 = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t0)
+        out[f"{frames}x{k}x{n}"] = 2 * frames * k * n / statistics.median(times) / 1e9
+    return {"gflops": max(out.values()), "shapes": {s: round(v, 1) for s, v in out.items()}}
+
+
+# ---------------------------------------------------------------------------- bare steps
+def make_model(preset: str, vocab: int, dropout_impl: str):
     from graft.model.build import build_model, load_model_conf
+    from graft.model.dropout import set_dropout_impl
+
+    torch.manual_seed(0)
+    model = build_model(load_model_conf(preset), vocab)
+    set_dropout_impl(model, dropout_impl)
+    return model.train()
+
+
+def step_fn(model, batch, amp) -> Callable[[], None]:
+    """One forward + backward (pruned RNN-T + 0.2 CTC, the demo's loss), no optimizer."""
+    feats, lens, tokens = batch
+
+    def step() -> None:
+        with amp.autocast():
+            loss, info = model(feats, lens, tokens, prune_range=5, simple_loss_scale=0.5, ctc_weight=0.2)
+        (loss / float(info["frames"])).backward()
+        model.zero_grad(set_to_none=True)
+    return step
+
+
+def step_flops(step: Callable[[], None]) -> float:
+    """FLOPs of one step (matrix products and convolutions, forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def time_interleaved(steps: dict[str, Callable[[], None]], reps: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Wall seconds of each step, the variants taking turns (so a load change hits all alike)."""
+    for _ in range(warmup):
+        for f in steps.values():
+            f()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(reps):
+        for k, f in steps.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+# ---------------------------------------------------------------------------- the loop
+def loop_conf(cuts: Path, lang_dir: Path, exp: Path, preset: str, max_duration: float, **kw):
+    """The demo's stage-4 options (run.sh train_opts), no checkpoints inside the timed steps."""
+    from graft.train.options import load_train_conf
+
+    return load_train_conf(cuts_train=str(cuts), lang_dir=str(lang_dir), exp_dir=str(exp), model_conf=preset,
+                           num_epochs=1000, max_duration=max_duration, ctc_weight=0.2, warm_steps=200,
+                           lr_steps=1000, lr_epochs=5, spec_augment=False, save_every_n=0, device="cpu", **kw)
+
+
+def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: float, threads: int,
+             workdir: Path, before: bool) -> dict[str, Any]:
+    """The real training loop for `steps` + 1 batches; `before`: the code paths issue 15 replaced
+    (torch's dropout, the per-parameter AdamW loop and clipping, fp32)."""
+    import graft.train.loop as loop_mod
+    from graft.lang.langdir import load_lang_dir
+    from graft.model.build import load_model_conf
+    from graft.train.optim import build_optimizer
+
+    class TimedTrainer(loop_mod.Trainer):
+        marks: list[tuple[float, float, float]] = []
+
+        def _setup_optim(self) -> None:
+            super()._setup_optim()
+            if before:
+                self.optimizer = build_optimizer(self.model, self.conf.base_lr, self.conf.weight_decay,
+                                                 self.param_groups, fused=False)
+                self.scheduler = type(self.scheduler)(self.optimizer, self.conf.warm_steps,
+                                                      self.conf.lr_steps, self.conf.lr_epochs)
+
+        def _train_step(self, batch, stats):
+            out = super()._train_step(batch, stats)
+            self.marks.append((time.perf_counter(), time.process_time(), batch["duration"]))
+            if len(self.marks) > steps:
+                self.conf.max_minutes = 0.0              # the loop's own clean stop
+            return out
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    mconf = load_model_conf(preset)
-    model = build_model(mconf, lang.vocab_size)
+    lang = load_lang_dir(lang_dir)
+    model = make_model(preset, lang.vocab_size, "torch" if before else "fast")
     exp = Path(tempfile.mkdtemp(dir=workdir, prefix="exp-"))
-    conf = load_train_conf(cuts_train=str(cuts), lang_dir=str(lang.lang_dir), exp_dir=str(exp),
-                           model_conf=preset, num_epochs=1000, max_duration=max_duration, save_every_n=0,
-                           log_interval=10**9, speed_perturb=speed_perturb, device="cpu", num_buckets=2,
-                           spec_augment=spec_augment)
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    trainer = TimedTrainer(model, conf, lang, mconf, max_steps=steps)
-    trainer.run()
-    marks = trainer.marks
-    wall = marks[-1][0] - marks[0][0]
-    audio = sum(d for _, d in marks[1:])
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    return {"processes": 1, "threads": threads, "load_avg": round(os.getloadavg()[0], 1), "speed_perturb": speed_perturb, "vocab": lang.vocab_size,
-            "steps_timed": len(marks) - 1,
-            "audio_seconds": round(audio, 1), "wall_seconds": round(wall, 2),
-            "audio_sec_per_sec": round(audio / wall, 2), "sec_per_step": round(wall / (len(marks) - 1), 2),
-            "cpu_seconds": round((ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime), 1),
-            "max_rss_mb": round(ru1.ru_maxrss / 1024)}
+    conf = loop_conf(cuts, lang_dir, exp, preset, max_duration, amp="false" if before else "auto")
+    saved_clip = loop_mod.clip_grad_norm
+    if before:
+        loop_mod.clip_grad_norm = lambda ps, max_norm: float(torch.nn.utils.clip_grad_norm_(ps, max_norm))
+    try:
+        trainer = TimedTrainer(model, conf, lang, load_model_conf(preset))
+        trainer.run()
+    finally:
+        loop_mod.clip_grad_norm = saved_clip
+    m = trainer.marks
+    wall, cpu = m[-1][0] - m[0][0], m[-1][1] - m[0][1]
+    audio = sum(d for _, _, d in m[1:])
+    return {"steps_timed": len(m) - 1, "audio_per_step": audio / (len(m) - 1), "sec_per_step": wall / (len(m) - 1),
+            "audio_sec_per_sec": audio / wall, "cpu_per_wall": cpu / wall, "amp": trainer.amp.enabled}
 
 
-def run_ddp(cuts: Path, lang: Lang, preset: str, steps: int, max_duration: float, workdir: Path,
-            spec_augment: bool = False) -> dict:
-    """torchrun 2 x 1 thread; the loop logs the all-rank rate every step (first excluded)."""
-    vocab = lang.vocab_size
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_ddp(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: float, workdir: Path) -> dict:
+    """torchrun 2 x 1 thread of steps/train.py (the fast path, amp auto): the rate the loop logs
+    over all ranks, per 5-batch interval, the first interval excluded."""
     exp = Path(tempfile.mkdtemp(dir=workdir, prefix="ddp-"))
-    cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--master_port", "29561",
-           str(ROOT / "steps/train.py"), "--cuts-train", str(cuts), "--lang-dir", str(lang.lang_dir),
+    interval = 5
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()),
+           str(ROOT / "steps/train.py"), "--cuts-train", str(cuts), "--lang-dir", str(lang_dir),
            "--exp-dir", str(exp), "--model-conf", preset, "--max-duration", str(max_duration),
-           "--num-epochs", "1000", "--save-every-n", "0", "--log-interval", "1", "--max-minutes", "4",
-           "--num-buckets", "2", "--spec-augment", str(spec_augment).lower()]
-    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
-    rates = []
+           "--num-epochs", "1000", "--save-every-n", "0", "--log-interval", str(interval), "--max-minutes", "10",
+           "--ctc-weight", "0.2", "--warm-steps", "200", "--lr-steps", "1000", "--lr-epochs", "5",
+           "--spec-augment", "false", "--amp", "auto"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    rates: list[float] = []
+    tail: list[str] = []
+    assert proc.stderr is not None
     for line in proc.stderr:
+        tail = (tail + [line])[-20:]
         m = re.search(r"([\d.]+) audio s/s", line)
         if m:
             rates.append(float(m.group(1)))
-            if len(rates) > steps:
+            if len(rates) >= 1 + -(-steps // interval):     # the first interval, then `steps` batches
                 proc.terminate()
                 break
     proc.wait()
+    if len(rates) < 2:
+        raise RuntimeError("the DDP run logged no rates:\n" + "".join(tail))
     rates = rates[1:]
-    return {"processes": 2, "threads": 1, "load_avg": round(os.getloadavg()[0], 1), "speed_perturb": False, "vocab": vocab, "steps_timed": len(rates),
-            "audio_sec_per_sec": round(sum(rates) / max(len(rates), 1), 2)}
+    return {"steps_timed": len(rates) * interval, "audio_per_step": None,
+            "audio_sec_per_sec": sum(rates) / len(rates)}
+
+
+# ---------------------------------------------------------------------------- report
+def _row(name: str, threads: str, audio_per_step: float | None, sec_per_step: float | None, rate: float,
+         gflops: float, roof32: float, roof16: float, note: str = "") -> dict[str, Any]:
+    return {"row": name, "threads": threads, "audio_per_step": audio_per_step, "sec_per_step": sec_per_step,
+            "audio_sec_per_sec": rate, "gflops": gflops, "of_fp32_roofline": gflops / roof32,
+            "of_bf16_roofline": gflops / roof16, "note": note}
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def write_results(result: dict[str, Any]) -> str:
+    """bench/results/train.{json,md}; returns the markdown."""
+    out = ROOT / "bench/results"
+    with atomic_write(out / "train.json") as f:
+        json.dump(result, f, indent=2)
+    r = result
+    lines = [f"# Training speed: preset `{r['preset']}` ({r['params_m']} M parameters, vocab {r['vocab_size']})", "",
+             f"{r['date']}, {r['cpu']} ({r['cores']} cores, torch {r['torch']}, {r['capability']}), "
+             f"1-minute load {r['load_before']} before / {r['load_after']} after. Data: {r['data']}. "
+             f"`bench/bench_train.py`. {r['amp']}.", "",
+             f"Bare step: forward + backward of {r['batch']} x {r['seconds']:g} s (pruned RNN-T + 0.2 CTC, "
+             f"no optimizer), {r['flops_per_step'] / 1e9:.1f} GFLOP a step ({r['flops_per_audio_s'] / 1e9:.2f} per "
+             "second of audio, matrix products and convolutions), median of "
+             f"{r['bare_reps']} steps, the variants taking turns. Loop: graft.train.loop on demo-like batches "
+             f"(--max-duration {r['max_duration']:g}, lilcom features from disk, padding, AdamW, clipping, "
+             f"averaging, logging, the guard), {r['loop_steps']} steps after the first. GFLOPS of a loop = its "
+             "audio rate x the bare step's GFLOP per audio second (padding is extra work, not counted).", "",
+             "| row | threads | audio s / step | s / step | audio s / s | GFLOPS | of fp32 roofline | of bf16 roofline |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for x in r["rows"]:
+        lines.append(f"| {x['row']} | {x['threads']} | {_fmt(x['audio_per_step'], '.1f')} | "
+                     f"{_fmt(x['sec_per_step'], '.3f')} | {x['audio_sec_per_sec']:.1f} | {x['gflops']:.1f} | "
+                     f"{x['of_fp32_roofline']:.0%} | {x['of_bf16_roofline']:.1%} |")
+    lines += ["", "Roofline (matrix products at the model's sizes, GFLOPS): "
+              + "; ".join(f"{dt} best {v['gflops']:.1f} ({', '.join(f'{s}: {g}' for s, g in v['shapes'].items())})"
+                          for dt, v in r["roofline"].items()) + ".", "", "Ratios:", ""]
+    lines += [f"- {k}: {v:.2f}" for k, v in r["ratios"].items()]
+    lines += [""] + [f"- {n}" for n in r["notes"]]
+    md = "\n".join(lines) + "\n"
+    with atomic_write(out / "train.md") as f:
+        f.write(md)
+    return md
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="small")
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--max-duration", type=float, default=30.0)
-    ap.add_argument("--vocab-size", type=int, default=150, help="BPE size (the demo's run.sh vocab_size)")
-    ap.add_argument("--spec-augment", action="store_true", help="SpecAugment on (off in the demo)")
+    ap.add_argument("--steps", type=int, default=20, help="timed loop steps per loop row")
+    ap.add_argument("--bare-steps", type=int, default=12, help="timed bare steps per variant")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=6, help="utterances in a bare-step batch")
+    ap.add_argument("--seconds", type=float, default=5.0, help="seconds per utterance of a bare-step batch")
+    ap.add_argument("--max-duration", type=float, default=30.0, help="loop batches (the demo's)")
+    ap.add_argument("--vocab-size", type=int, default=150, help="BPE size (the demo's)")
+    ap.add_argument("--bf16-step", action="store_true",
+                    help="also time a bf16 bare step where amp auto leaves it off (slow: emulated bf16)")
     ap.add_argument("--no-ddp", action="store_true")
-    ap.add_argument("--no-speed-perturb", action="store_true")
-    ap.add_argument("--workdir", default=None, help="keep the data here (default: a temporary dir)")
+    ap.add_argument("--workdir", default=None, help="keep the generated data here (default: a temporary dir)")
     args = ap.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-train-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    cuts, lang, source = dataset(workdir, args.vocab_size)
-    rows = []
-    settings = [(1, False), (2, False)] + ([] if args.no_speed_perturb else [(1, True)])
-    for threads, sp in settings:
-        rows.append(run_in_process(cuts, lang, args.preset, args.steps + 1, args.max_duration, threads, sp, workdir,
-                                   args.spec_augment))
-        print(rows[-1], flush=True)
-    if not args.no_ddp:
-        rows.append(run_ddp(cuts, lang, args.preset, args.steps, args.max_duration, workdir, args.spec_augment))
-        print(rows[-1], flush=True)
-    from graft.model.build import build_model, load_model_conf
+    cuts, lang_dir, source = demo_like_data(workdir, args.vocab_size)
+    load_before = round(os.getloadavg()[0], 1)
 
-    n_params = sum(p.numel() for p in build_model(load_model_conf(args.preset), lang.vocab_size).parameters())
-    result = {"preset": args.preset, "params_m": round(n_params / 1e6, 2), "vocab_size": lang.vocab_size,
-              "max_duration": args.max_duration, "spec_augment": args.spec_augment, "data": source, "rows": rows,
-              "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-              "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    out = ROOT / "bench/results"
-    with atomic_write(out / "train.json") as f:
-        json.dump(result, f, indent=2)
-    lines = [f"# Training throughput: preset `{args.preset}` ({result['params_m']} M params, vocab "
-             f"{lang.vocab_size})", "",
-             f"{result['date']}, {result['cores']} cores, torch {result['torch']}, data: {source}, "
-             f"--max-duration {args.max_duration:g} s per batch (per process). Real training loop "
-             f"(SpecAugment {'on' if args.spec_augment else 'off'}, pruned RNN-T, AdamW); first step "
-             "excluded. `bench/bench_train.py`.", "",
-             "| processes x threads | speed perturb | audio s / wall s | s per step | steps timed | load avg |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        lines.append(f"| {r['processes']} x {r['threads']} | {'yes' if r['speed_perturb'] else 'no'} | "
-                     f"{r['audio_sec_per_sec']} | {r.get('sec_per_step', '-')} | {r['steps_timed']} | {r['load_avg']} |")
-    lines += ["", "The machine is shared: `load avg` is the 1-minute load when the row ended (2 cores; "
-              "above 2, other jobs competed and the row is pessimistic; more threads suffer most).",
-              "Speed perturbation computes fbank on the fly for the 0.9x/1.1x copies (2/3 of the cuts).",
-              "Epoch time = training audio x epochs / rate (x3 audio with speed perturbation)."]
-    with atomic_write(out / "train.md") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    from graft.model.build import load_model_conf
+    from graft.train.amp import cpu_capability, resolve_amp
+
+    torch.set_num_threads(args.threads)
+    mconf = load_model_conf(args.preset)
+    batch = bare_batch(lang_dir, cuts, args.batch, args.seconds, mconf["feature_dim"])
+    from graft.lang.langdir import load_lang_dir
+
+    vocab = load_lang_dir(lang_dir).vocab_size
+    fp32_model, fast_model = make_model(args.preset, vocab, "torch"), make_model(args.preset, vocab, "fast")
+    off, auto = resolve_amp("false", "cpu"), resolve_amp("auto", "cpu")
+    steps = {"fp32": step_fn(fp32_model, batch, off), "fast": step_fn(fast_model, batch, auto)}
+    flops = step_flops(steps["fast"])
+    frames = args.batch * int(fast_model.encoder.embed(batch[0][:1], batch[1][:1])[1][0])
+    d, ff = mconf["encoder_dim"], mconf["ff_dim"]
+    dims = [(d, ff), (ff, d), (d, 3 * d)]
+    roof = {"fp32": matmul_roofline(frames, dims, torch.float32),
+            "bf16": matmul_roofline(frames, dims, torch.bfloat16, budget_s=0.3)}
+    r32, r16 = roof["fp32"]["gflops"], roof["bf16"]["gflops"]
+    print("roofline", roof, flush=True)
+    times = time_interleaved(steps, args.bare_steps)
+    audio = args.batch * args.seconds
+    rows, notes = [], []
+    for key, label in (("fp32", "bare step, fp32 (torch dropout; before)"),
+                       ("fast", f"bare step, fast path (graft dropout, {'bf16' if auto.enabled else 'fp32'})")):
+        t = statistics.median(times[key])
+        rows.append(_row(label, str(args.threads), audio, t, audio / t, flops / t / 1e9, r32, r16))
+        print(rows[-1], flush=True)
+    if not auto.enabled:
+        if args.bf16_step:
+            forced = step_fn(fast_model, batch, resolve_amp("true", "cpu"))
+            t = statistics.median(time_interleaved({"bf16": forced}, 2, warmup=1)["bf16"])
+            rows.append(_row("bare step, bf16 forced (emulated here)", str(args.threads), audio, t, audio / t,
+                             flops / t / 1e9, r32, r16))
+        else:
+            notes.append("bf16 forced was not timed (--bf16-step): this CPU has no native bf16, a step took "
+                         "17-37 s in a trial (100x slower than fp32)")
+    del fp32_model, fast_model, steps
+    per_audio = flops / audio
+    loops = {}
+    for before in (True, False):
+        res = run_loop(cuts, lang_dir, args.preset, args.steps, args.max_duration, args.threads, workdir, before)
+        loops[before] = res
+        label = "loop, before (torch dropout, AdamW loop, fp32)" if before else \
+            f"loop, fast path ({'bf16' if res['amp'] else 'fp32'})"
+        g = per_audio * res["audio_sec_per_sec"] / 1e9
+        rows.append(_row(label, str(args.threads), res["audio_per_step"], res["sec_per_step"],
+                         res["audio_sec_per_sec"], g, r32, r16, f"cpu/wall {res['cpu_per_wall']:.2f}"))
+        print(rows[-1], flush=True)
+    ddp = None
+    if not args.no_ddp:
+        ddp = run_ddp(cuts, lang_dir, args.preset, args.steps, args.max_duration, workdir)
+        g = per_audio * ddp["audio_sec_per_sec"] / 1e9
+        rows.append(_row("DDP loop, fast path", "2 x 1", None, None, ddp["audio_sec_per_sec"], g, r32, r16))
+        print(rows[-1], flush=True)
+    bare = {k: audio / statistics.median(v) for k, v in times.items()}
+    ratios = {"bare step: fast path / fp32": bare["fast"] / bare["fp32"],
+              "loop fast path / bare step fast path (goal >= 0.85)": loops[False]["audio_sec_per_sec"] / bare["fast"],
+              "loop fast path / loop before": loops[False]["audio_sec_per_sec"] / loops[True]["audio_sec_per_sec"],
+              "loop before / bare step fp32": loops[True]["audio_sec_per_sec"] / bare["fp32"]}
+    if ddp:
+        ratios["DDP 2 x 1 / loop fast path 1 x 2"] = ddp["audio_sec_per_sec"] / loops[False]["audio_sec_per_sec"]
+    notes.append("loop batches are the sampler's (bucketed, up to --max-duration of audio; the last batches "
+                 "of buckets are smaller) with their padding; the bare step's batch is full and unpadded")
+    notes.append("checkpoints (every 200 steps in the demo) and the epoch-end validation are outside the timed steps")
+    n_params = sum(p.numel() for p in make_model(args.preset, vocab, "fast").parameters())
+    result = {"preset": args.preset, "params_m": round(n_params / 1e6, 2), "vocab_size": vocab,
+              "batch": args.batch, "seconds": args.seconds, "max_duration": args.max_duration,
+              "flops_per_step": flops, "flops_per_audio_s": per_audio, "bare_reps": args.bare_steps,
+              "loop_steps": args.steps, "data": source, "amp": auto.describe(), "roofline": roof, "rows": rows,
+              "ratios": ratios, "notes": notes, "cpu": _cpu_name(), "cores": os.cpu_count(),
+              "capability": cpu_capability(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
+              "load_before": load_before, "load_after": round(os.getloadavg()[0], 1),
+              "bare_times": {k: [round(x, 4) for x in v] for k, v in times.items()}}
+    print(write_results(result))
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 if __name__ == "__main__":
