@@ -350,8 +350,10 @@ def main() -> None:
 
     from graft.model.build import load_model_conf
     from graft.train.amp import cpu_capability, resolve_amp
+    from graft.train.malloc import keep_freed_memory
 
     torch.set_num_threads(args.threads)
+    allocator = keep_freed_memory()      # process-wide: every row has it (the loop sets it anyway)
     mconf = load_model_conf(args.preset)
     batch = bare_batch(lang_dir, cuts, args.batch, args.seconds, mconf["feature_dim"])
     from graft.lang.langdir import load_lang_dir
@@ -412,6 +414,7 @@ def main() -> None:
         ratios["DDP 2 x 1 / loop fast path 1 x 2"] = ddp["audio_sec_per_sec"] / loops[False]["audio_sec_per_sec"]
     notes.append("loop batches are the sampler's (bucketed, up to --max-duration of audio; the last batches "
                  "of buckets are smaller) with their padding; the bare step's batch is full and unpadded")
+    notes.append(allocator + "; process-wide, so the 'before' rows have it too")
     notes.append("checkpoints (every 200 steps in the demo) and the epoch-end validation are outside the timed steps")
     n_params = sum(p.numel() for p in make_model(args.preset, vocab, "fast").parameters())
     result = {"preset": args.preset, "params_m": round(n_params / 1e6, 2), "vocab_size": vocab,

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from graft.data.features import make_extractor
 from graft.train.amp import resolve_amp
+from graft.train.malloc import keep_freed_memory
 from graft.train.average import RunningAverage
 from graft.train.checkpoint import (compare_state_dict, latest_checkpoint, prune_step_checkpoints,
                                     read_checkpoint, remove_stale_temporaries, save_checkpoint)
@@ -432,6 +433,7 @@ class Trainer:
             log.info(f"{self.exp_dir}: all {c.num_epochs} epochs are done (step {self.step}); nothing to do")
             return self._result(finished=True, stopped=False)
         self.ddp_model = wrap_model(self.model, self.dist)
+        allocator = keep_freed_memory() if self.dist.device.type == "cpu" else None
         n_params = sum(p.numel() for p in self.model.parameters())
         n_train = sum(p.numel() for p in self.trainable)
         if self.dist.is_main:
@@ -452,6 +454,8 @@ class Trainer:
             log.info(f"model: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trainable); "
                      f"{self.dist.world_size} process(es) on {self.dist.device}")
             log.info(self.amp.describe())
+            if allocator:
+                log.info(allocator)
         self._restore_rng(ckpt)
         del ckpt
         stopped = False
