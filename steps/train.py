@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graft.utils.errors import GraftError  # noqa: E402
+from graft.utils.cli import error_message  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,10 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         conf = parse_train_args(argv)
         result = run_training(conf)
-    except GraftError as e:
+    except KeyboardInterrupt:
+        print("ERROR: interrupted (Ctrl-C); run the step again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    except Exception as e:  # a GraftError or a disk error is one line; anything else is a bug
+        message = error_message(e)
+        if message is None:
+            raise
         rank = os.environ.get("RANK")
         prefix = f"[rank {rank}] " if rank not in (None, "0") else ""
-        print(f"ERROR: {prefix}{e}", file=sys.stderr)
+        print(message.replace("ERROR: ", f"ERROR: {prefix}", 1), file=sys.stderr)
         return 1
     return 0 if (result.finished or result.stopped_by_budget) else 1
 

@@ -92,7 +92,7 @@ def build_parser(train_defaults: dict[str, Any]) -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Any, argparse.Namespace]:
     """(TrainConfig, the transfer and source options)."""
-    from graft.train.options import REQUIRED, TrainConfig, load_train_conf, read_yaml_conf
+    from graft.train.options import REQUIRED, TrainConfig, check_train_conf, load_train_conf, read_yaml_conf
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
@@ -106,7 +106,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Any, argparse.Namespa
     missing = [k for k in REQUIRED if values.get(k) in (None, "")]
     if missing:
         raise GraftError("missing required options: " + ", ".join("--" + k.replace("_", "-") for k in missing))
-    conf = TrainConfig(**{k: v for k, v in values.items() if k in train_keys})
+    conf = check_train_conf(TrainConfig(**{k: v for k, v in values.items() if k in train_keys}))
     rest = argparse.Namespace(**{k: v for k, v in values.items() if k not in train_keys})
     return conf, rest
 

@@ -49,3 +49,28 @@ def test_demo_stages_0_to_3(tmp_path, monkeypatch):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and "ERROR: stage 7: no decoded model to score (run stages 4-6 first)" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_demo_stages_4_to_7_with_a_tiny_model(tmp_path):
+    """The demo's own stages 4-7: an English source model, the Czech grid from it (one size,
+    transfer and scratch), decoding and scoring of all three, RESULTS.md and the stage times."""
+    import re
+
+    root = graft_tree(tmp_path / "graft", ["demo"])
+    data = [o for o in TINY if o not in ("--stop-stage", "3")]
+    run_recipe(root, "demo", *data, "--stop-stage", 3, timeout=600)
+    opts = [*data, "--model-conf", "tiny", "--num-epochs", 2, "--max-duration", 20, "--train-opts",
+            "--ctc-weight 0.2 --warm-steps 5 --spec-augment false --num-buckets 2",
+            "--grid-opts", "--sizes 0.5m --budget-minutes 1"]
+    r = run_recipe(root, "demo", *opts, "--stage", 4, timeout=900)
+    asr = root / "egs/demo/ASR"
+    for exp in ("en_tiny", "cs_scratch_0.5m", "cs_transfer_encoder_decoder_0.5m"):
+        assert list((asr / "exp" / exp).glob("decode_epoch*_avg*/ctc-hlg/test/scoring/best_wer")), exp
+    # the scratch baseline has the source's architecture; the transfer starts from its last epoch
+    assert (asr / "exp/cs_scratch_0.5m/model.yaml").read_text() == (asr / "exp/en_tiny/model.yaml").read_text()
+    assert "--source-epoch 2 --source-avg 2" in r.stderr
+    results = (asr / "RESULTS.md").read_text()
+    for row in (r"\| en_tiny \| - \| greedy \|", r"\| cs_transfer_encoder_decoder_0.5m \| [0-9.]+ \| ctc-hlg \|",
+                r"\| cs_scratch_0.5m \| [0-9.]+ \| ctc-hlg \|"):
+        assert re.search(row, results), row
+    assert (root / "bench/results/demo_stage_times.md").is_file()

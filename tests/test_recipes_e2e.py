@@ -37,7 +37,7 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def test_source_recipe_runs_stages_0_to_7_and_skips_stage_5(mission):
+def test_source_recipe_runs_stages_0_to_8_and_skips_stage_5(mission):
     recipe = mission["tree"] / "egs/librispeech/ASR"
     assert "stage 5 skipped: no source model (--source-exp DIR" in mission["en"].stderr
     exp = recipe / "exp/en_tiny"
@@ -63,6 +63,9 @@ def test_target_recipe_grafts_a_source_of_another_bpe_size(mission):
     assert decode["lm_dir"] == "data/lang/cs_bpe40/lm_3gram" and decode["w0"] == pytest.approx(0.75)
     for method in ("greedy", "beam", "ctc-hlg"):
         assert (exp / f"decode_epoch2_avg2/{method}/test/scoring/best_wer").is_file(), method
+    export = _json(exp / "export/epoch2_avg2/export.json")  # stage 8: an ONNX folder for sherpa-onnx
+    assert (exp / "export/epoch2_avg2/encoder.onnx").is_file() and (exp / "export/epoch2_avg2/HLG.fst").is_file()
+    assert json.dumps(export).count(decode["fingerprint"]) >= 1
     results = (recipe / "RESULTS.md").read_text()
     assert re.search(r"\| cs_transfer_encoder_decoder_all \| [0-9.]+ \| ctc-hlg \|", results), results
     assert "| cs_tiny |" in results  # the stage-4 baseline (from scratch on all of train)
@@ -75,7 +78,8 @@ def test_second_run_of_an_unchanged_recipe_skips_every_step(mission):
     skipped = re.findall(r"skip '([^']+)': done, inputs and options unchanged", err)
     for needle in ("stage0_commonvoice_download", "stage1_manifests_cs", "stage2_fbank_cs",
                    "stage3_lang_cs_bpe40_lm3", "stage4_train_cs_tiny", "stage5_transfer_cs_transfer_encoder_decoder_all",
-                   "stage6_decode_cs_tiny", "stage7_score_cs_transfer_encoder_decoder_all", "stage7_results"):
+                   "stage6_decode_cs_tiny", "stage7_score_cs_transfer_encoder_decoder_all", "stage7_results",
+                   "stage8_export_cs_transfer_encoder_decoder_all"):
         assert needle in skipped, (needle, skipped)
 
 

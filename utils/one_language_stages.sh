@@ -1,4 +1,4 @@
-# Stages 1-7 of a one-language recipe (librispeech, commonvoice, yesno, utils/new_recipe.sh's):
+# Stages 1-8 of a one-language recipe (librispeech, commonvoice, yesno, utils/new_recipe.sh's):
 # the same numbered blocks for every such recipe, from the functions of utils/recipe_stages.sh.
 # Source it in run.sh after stage 0. It reads only the variables every one-language recipe
 # defines (listed below; `./run.sh --help` documents each):
@@ -26,11 +26,12 @@ if stage_in 5; then
   transfer_grid_stage "$source_exp" $lang $vocab_size $lang $grid "--max-duration $max_duration" \
     $decode_avg ${grid_args[@]+"${grid_args[@]}"}
 fi
-if stage_in 6 || stage_in 7; then
+if stage_in 6 || stage_in 7 || stage_in 8; then
   models=$(recipe_models $train_exp $lang "$decode_methods" "$source_exp" $lang $grid $lang ${grid_args[@]+"${grid_args[@]}"})
 fi
 if stage_in 6; then decode_models "$models" $vocab_size $lm_order $decode_avg ${decode_opts[@]+"${decode_opts[@]}"}; fi
 if stage_in 7; then
   score_models "$models" $decode_avg RESULTS.md "$results_title" ${score_opts[@]+"${score_opts[@]}"}
 fi
+if stage_in 8; then export_models "$models" $vocab_size $lm_order $decode_avg; fi
 log "finished stages $stage..$stop_stage"

@@ -193,7 +193,8 @@ recipe_models() {
   [ -n "$src" ] || return 0
   lines=$(grid_models $grid $target --allow-missing "$@") || return 0
   while IFS=$'\t' read -r name group preset split epochs mins meth opts; do
-    [ -n "$name" ] && printf '%s\t%s\t%s\t%s\t%s\n' "exp/${prefix}_$name" "$target" "$group" "$mins" "$meth"
+    [ -n "$name" ] || continue
+    printf '%s\t%s\t%s\t%s\t%s\n' "exp/${prefix}_$name" "$target" "$group" "$mins" "$meth"
   done <<< "$lines"
 }
 
@@ -217,7 +218,8 @@ decode_models() {
   local models=$1 vocab=$2 order=$3 avg=$4 exp lang group mins methods
   shift 4
   while IFS=$'\t' read -r exp lang group mins methods; do
-    [ -n "$exp" ] && decode_stage $exp $lang $vocab $order "${methods//,/ }" $avg "$@"
+    [ -n "$exp" ] || continue
+    decode_stage $exp $lang $vocab $order "${methods//,/ }" $avg "$@"
   done <<< "$models"
 }
 
@@ -248,4 +250,21 @@ score_models() {
   scored=$(for a in "${report_args[@]}"; do [ "$a" = --experiment ] || echo "${a##*|}"/*/selection.json; done)
   step "stage7_results" "$out" --inputs "$(echo $scored)" python $GRAFT_ROOT/steps/report.py --out $out --title "$title" \
     --methods "${all_methods% }" ${report_opts[@]+"${report_opts[@]}"} "${report_args[@]}"
+}
+
+# export_models "MODELS" VOCAB LM_ORDER AVG: stage 8, every line of recipe_models to an ONNX
+# folder that sherpa-onnx runs (steps/export_onnx.py: the last epoch averaged as in stage 6,
+# checked against torch, the LM dir's HLG.fst beside it) -> exp/<model>/export/epoch<E>_avg<A>/.
+export_models() {
+  local models=$1 vocab=$2 order=$3 avg=$4 exp lang group mins methods epoch a
+  while IFS=$'\t' read -r exp lang group mins methods; do
+    [ -n "$exp" ] || continue
+    epoch=$(last_epoch $exp)
+    if [ -z "$epoch" ]; then log "stage 8: $exp has no model yet; not exported"; continue; fi
+    a=$avg; [ "$a" -gt "$epoch" ] && a=$epoch
+    local out=$exp/export/epoch${epoch}_avg$a lm=$(lm_dir $lang $vocab $order)
+    step "stage8_export_$(basename $exp)" "$out/export.json" \
+      --inputs "$exp/epoch-$epoch.pt $lm/HLG.fst $(decode_root $exp $a)/decode.json" \
+      python $GRAFT_ROOT/steps/export_onnx.py --exp-dir $exp --epoch $epoch --avg $a --lm-dir $lm --out-dir $out
+  done <<< "$models"
 }

@@ -32,7 +32,7 @@ _stage_list() {
 }
 
 check_stage_range() {
-  local all=${stages:-0 1 2 3 4 5 6 7} s ok_start=false ok_stop=false
+  local all=${stages:-0 1 2 3 4 5 6 7 8} s ok_start=false ok_stop=false
   for v in "$stage" "$stop_stage"; do
     if ! [[ "$v" =~ ^[0-9]+$ ]]; then
       echo "ERROR: --stage and --stop-stage take stage numbers, got '$v'. The stages of $0:" >&2

@@ -2,7 +2,7 @@
 # Common Voice recipe: one language of Mozilla Common Voice as a low-resource target
 # language (nested train subsets of 15, 30, 60 minutes and all). See README.md here.
 #
-#   ./run.sh --lang cs                        # stages 0-7 for Czech
+#   ./run.sh --lang cs                        # stages 0-8 for Czech
 #   ./run.sh --lang cs --raw-dir /data/cv     # the archive or <release>/cs/ is already there
 #   ./run.sh --help                           # every option with its default
 #
@@ -17,6 +17,7 @@
 #      train size -> exp/<lang>_<name>/ (skipped, saying so, without --source-exp)
 #   6  decode dev/test of every model: greedy, modified beam (n-best), CTC + HLG lattices
 #   7  score at every LM weight (chosen on dev, applied to test); RESULTS.md
+#   8  export every model to ONNX for sherpa-onnx (steps/export_onnx.py) -> exp/<model>/export/
 # Splits: train = train.tsv (or validated.tsv minus dev/test clips, speakers and sentences,
 # with --train-part validated), dev = dev.tsv, test = test.tsv.
 set -euo pipefail
@@ -24,7 +25,7 @@ cd "$(dirname "$0")"
 . ../../../utils/env.sh
 
 stage=0                     # first stage to run
-stop_stage=7                # last stage to run
+stop_stage=8                # last stage to run
 force=false                 # re-run stages even when their inputs and options are unchanged
 nj=2                        # parallel jobs (clip headers, features)
 seed=0                      # train subset seed
@@ -51,7 +52,7 @@ lm_weights=                 # LM weight sweep of stages 6-7 (default: conf/decod
 word_ins_penalties=         # word insertion penalties of stage 7 (default: conf/decode.yaml)
 results_title="Common Voice results (egs/commonvoice/ASR)" # the title of RESULTS.md
 log_dir=exp/log             # where each step's log goes
-stages="0 1 2 3 4 5 6 7"    # the stages of this recipe
+stages="0 1 2 3 4 5 6 7 8"  # the stages of this recipe
 . ../../../utils/parse_options.sh
 . ../../../utils/stage.sh
 . ../../../utils/recipe_stages.sh

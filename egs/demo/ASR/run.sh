@@ -18,12 +18,13 @@
 #   6  decode dev/test of every model: greedy, modified beam (n-best), CTC + HLG lattices
 #   7  score at every LM weight (chosen on dev, applied to test); RESULTS.md with a plot
 #      (`./run.sh --stage 7 --lm-weights "..."` re-scores without decoding again)
+#   8  export every model to ONNX for sherpa-onnx (steps/export_onnx.py) -> exp/<model>/export/
 set -euo pipefail
 cd "$(dirname "$0")"
 . ../../../utils/env.sh
 
 stage=0                     # first stage to run
-stop_stage=7                # last stage to run
+stop_stage=8                # last stage to run
 force=false                 # re-run stages even when their inputs and options are unchanged
 nj=2                        # parallel jobs (synthesis, features, lattices)
 seed=0                      # corpus selection and subset seed
@@ -50,7 +51,7 @@ decode_avg=2                # average the last N epochs for decoding
 lm_weights=                 # LM weight sweep of stages 6-7 (default: conf/decode.yaml)
 word_ins_penalties=         # word insertion penalties of stage 7 (default: conf/decode.yaml)
 log_dir=exp/log             # where each step's log goes
-stages="0 1 2 3 4 5 6 7"    # the stages of this recipe
+stages="0 1 2 3 4 5 6 7 8"  # the stages of this recipe
 . ../../../utils/parse_options.sh
 . ../../../utils/stage.sh
 . ../../../utils/recipe_stages.sh
@@ -83,7 +84,7 @@ if stage_in 5; then
   transfer_grid_stage $source_exp cs $vocab_size cs $grid "--max-duration $max_duration" \
     $decode_avg ${grid_args[@]+"${grid_args[@]}"}
 fi
-if stage_in 6 || stage_in 7; then
+if stage_in 6 || stage_in 7 || stage_in 8; then
   models=$(recipe_models $src_exp en "$decode_methods" $source_exp cs $grid cs ${grid_args[@]+"${grid_args[@]}"})
 fi
 if stage_in 6; then decode_models "$models" $vocab_size $lm_order $decode_avg ${decode_opts[@]+"${decode_opts[@]}"}; fi
@@ -92,4 +93,5 @@ if stage_in 7; then
   python $GRAFT_ROOT/steps/stage_times.py --log-dir $log_dir --stage-of "stage4_train_cs_*=5" \
     --title "make demo: wall time per stage" --out $GRAFT_ROOT/bench/results/demo_stage_times.md
 fi
+if stage_in 8; then export_models "$models" $vocab_size $lm_order $decode_avg; fi
 log "finished stages $stage..$stop_stage"

@@ -2,7 +2,7 @@
 # LibriSpeech recipe: English read audiobooks, the source language of a transfer (a model
 # trained here is grafted onto a target language elsewhere). See README.md here.
 #
-#   ./run.sh                                  # stages 0-7 on train-clean-100
+#   ./run.sh                                  # stages 0-8 on train-clean-100
 #   ./run.sh --subset mini --model-conf small # mini_librispeech (5 h): a quick run-through
 #   ./run.sh --raw-dir /data/corpora          # LibriSpeech/ or its archives are already there
 #   ./run.sh --help                           # every option with its default
@@ -18,6 +18,7 @@
 #      train size -> exp/<lang>_<name>/ (skipped, saying so, without --source-exp)
 #   6  decode dev/test of every model: greedy, modified beam (n-best), CTC + HLG lattices
 #   7  score at every LM weight (chosen on dev, applied to test); RESULTS.md
+#   8  export every model to ONNX for sherpa-onnx (steps/export_onnx.py) -> exp/<model>/export/
 # Splits (--subset): train = train-clean-100 (100), train-clean-5 (mini), +train-clean-360 (460),
 # +train-other-500 (960); dev = dev-clean (mini: dev-clean-2); test = --test-part.
 set -euo pipefail
@@ -25,7 +26,7 @@ cd "$(dirname "$0")"
 . ../../../utils/env.sh
 
 stage=0                     # first stage to run
-stop_stage=7                # last stage to run
+stop_stage=8                # last stage to run
 force=false                 # re-run stages even when their inputs and options are unchanged
 nj=2                        # parallel jobs (audio headers, features)
 seed=0                      # train subset seed
@@ -51,7 +52,7 @@ lm_weights=                 # LM weight sweep of stages 6-7 (default: conf/decod
 word_ins_penalties=         # word insertion penalties of stage 7 (default: conf/decode.yaml)
 results_title="LibriSpeech results (egs/librispeech/ASR)" # the title of RESULTS.md
 log_dir=exp/log             # where each step's log goes
-stages="0 1 2 3 4 5 6 7"    # the stages of this recipe
+stages="0 1 2 3 4 5 6 7 8"  # the stages of this recipe
 . ../../../utils/parse_options.sh
 . ../../../utils/stage.sh
 . ../../../utils/recipe_stages.sh
