@@ -17,7 +17,9 @@ What runs in bf16: the matrix products and convolutions (torch's autocast lists)
 stream, LayerNorm inputs and the parameters stay fp32, and graft.model.loss runs the pruned
 RNN-T losses (fast_rnnt) and the CTC loss with autocast disabled, on fp32 inputs. bf16 has
 fp32's exponent range, so no loss scaling is needed. Autocast is deterministic on CPU, so a
-resumed bf16 run repeats an uninterrupted one exactly.
+resumed bf16 run repeats an uninterrupted one exactly. The training loop autocasts the training
+forward pass only: validation losses are computed in fp32, comparable between runs with and
+without mixed precision.
 """
 from __future__ import annotations
 
