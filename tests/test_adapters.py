@@ -7,6 +7,7 @@ folder adapter's odd cases are checked in-process.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -128,6 +129,20 @@ def test_yesno_recipe_stages_0_1_3(tmp_path_factory, tree):
     assert cut.supervisions[0].text == " ".join("yes" if b == "1" else "no" for b in bits)
     lang = _json(recipe / "data/lang/en_bpe12/lang.json")
     assert lang["vocab_size"] == 12
+
+
+def test_yesno_recipe_stages_4_to_8_sanity_check(tmp_path_factory, tree):
+    """yesno as the classic sanity check: the rest of the recipe with its defaults (a tiny
+    model, 20 epochs); CTC + HLG must reach at most 1 % test WER (icefall: 0.42 %)."""
+    raw = _cached(tmp_path_factory, "yesno", make_yesno)
+    r = run_recipe(tree, "yesno", "--raw-dir", raw, timeout=900)  # stages 0-3 are done: skipped
+    assert "skip 'stage3_lang_en_bpe12_lm2'" in r.stderr and "stage 5 skipped" in r.stderr
+    recipe = tree / "egs/yesno/ASR"
+    best = (recipe / "exp/en_tiny/decode_epoch20_avg4/ctc-hlg/test/scoring/best_wer").read_text()
+    m = re.match(r"%WER ([0-9.]+) \[ (\d+) / 240,", best)
+    assert m and float(m.group(1)) <= 1.0, best
+    assert f"| en_tiny | - | ctc-hlg |" in (recipe / "RESULTS.md").read_text()
+    assert (recipe / "exp/en_tiny/export/epoch20_avg4/export.json").is_file()
 
 
 def test_yesno_archive_is_unpacked_without_network(tmp_path_factory, tmp_path):
