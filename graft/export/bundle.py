@@ -31,7 +31,8 @@ from graft.export.modules import example_inputs, export_modules
 from graft.export.onnx_io import OPSET, add_metadata, export_onnx
 from graft.export.quantize import int8_name, quantize_int8, time_encoder
 from graft.export.verify import DEFAULT_LENGTHS, verify_export
-from graft.lang.langdir import LangDir, load_lang_dir
+from graft.decode.layout import decode_dir_name
+from graft.lang.langdir import LangDir, model_lang_dir
 from graft.utils.errors import GraftError
 from graft.utils.io import atomic_dir, atomic_write
 from graft.utils.logging import get_logger
@@ -67,27 +68,6 @@ def find_lm_dir(lang_dir: Path, lm_dir: str | os.PathLike | None = None) -> Path
         raise GraftError(f"{lang_dir} has several LM dirs ({', '.join(p.name for p in found)}): "
                          f"choose the one to ship with --lm-dir")
     return found[0] if found else None
-
-
-def resolve_lang(exp_dir: Path, info: dict, lang_dir: str | os.PathLike | None) -> LangDir:
-    """The lang dir of the model in `exp_dir`: `lang_dir`, else `<exp_dir>/lang`, else the one its
-    checkpoint records; its size and (when recorded) token fingerprint must match the model."""
-    candidates = [Path(lang_dir)] if lang_dir else [exp_dir / "lang"] + (
-        [Path(info["lang_dir"])] if info.get("lang_dir") else [])
-    for path in candidates:
-        if (path / "tokens.txt").is_file():
-            lang = load_lang_dir(path)
-            if lang.vocab_size != info["vocab_size"]:
-                raise GraftError(f"{path}/tokens.txt has {lang.vocab_size} tokens but the model in {exp_dir} "
-                                 f"has {info['vocab_size']} outputs: pass the lang dir it was trained with")
-            lang.check_fingerprint(info.get("fingerprint"), f"the model in {exp_dir}")
-            return lang
-    raise GraftError(f"cannot find the lang dir of the model in {exp_dir} (looked in "
-                     f"{', '.join(map(str, candidates))}): pass --lang-dir")
-
-
-def _decode_root(exp_dir: Path, epoch: int, avg: int, use_averaged_model: bool) -> Path:
-    return exp_dir / (f"decode_epoch{epoch}_avg{avg}" + ("_running" if use_averaged_model else ""))
 
 
 def scored_results(decode_root: Path) -> dict[str, dict]:
@@ -175,7 +155,7 @@ def export_model(exp_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     exp_dir = Path(exp_dir)
     t_start = time.time()
     model, info = load_model_for_decoding(exp_dir, epoch=epoch, avg=avg, use_averaged_model=use_averaged_model)
-    lang = resolve_lang(exp_dir, info, lang_dir)
+    lang = model_lang_dir(exp_dir, info, lang_dir)
     lm = find_lm_dir(lang.path, lm_dir)
     if lm is None:
         log.warning("%s has no HLG.fst: the CTC model is exported without a decoding graph", lang.path)
@@ -237,7 +217,7 @@ def export_model(exp_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
                      "checkpoint_fingerprint": (ckpt.get("lang") or {}).get("fingerprint")},
             "lm": None if lm is None else {"lm_dir": str(lm), "files": ["HLG.fst", "words.txt"]},
             "transferred_from": None if not transfer else transfer.get("source"),
-            "results": scored_results(_decode_root(exp_dir, info["epoch"], avg, use_averaged_model)),
+            "results": scored_results(exp_dir / decode_dir_name(info["epoch"], avg, use_averaged_model)),
             "features": {"type": "fbank", "num_bins": model.encoder.feature_dim, "sample_rate": 16000,
                          "frame_shift_ms": 10, "dither": 0.0, "snip_edges": False,
                          "normalization": "per utterance, inside the encoder"},

@@ -96,7 +96,8 @@ class TorchBackend:
         import torch
 
         from graft.data.features import make_extractor
-        from graft.export.bundle import find_lm_dir, resolve_lang
+        from graft.export.bundle import find_lm_dir
+        from graft.lang.langdir import model_lang_dir
         from graft.train.checkpoint import load_model_for_decoding
 
         _check_method(method)
@@ -104,7 +105,7 @@ class TorchBackend:
         self.method, self.beam = method, beam
         self.model, self.info = load_model_for_decoding(exp_dir, epoch=epoch, avg=avg,
                                                         use_averaged_model=use_averaged_model)
-        self.lang = resolve_lang(Path(exp_dir), self.info, lang_dir)
+        self.lang = model_lang_dir(Path(exp_dir), self.info, lang_dir)
         self.id2token = self.lang.id2token
         self.frame_shift = 0.01 * self.model.encoder.subsampling_factor
         self.extractor = make_extractor()

@@ -162,6 +162,9 @@ def model_lang_dir(exp_dir: str | os.PathLike, recorded: dict | None = None,
         if (path / "tokens.txt").is_file():
             lang = load_lang_dir(path)
             lang.check_fingerprint(recorded.get("fingerprint"), f"the model in {exp_dir}")
+            if recorded.get("vocab_size") is not None and lang.vocab_size != int(recorded["vocab_size"]):
+                raise GraftError(f"{path}/tokens.txt has {lang.vocab_size} tokens but the model in {exp_dir} "
+                                 f"has {recorded['vocab_size']} outputs: pass the lang dir it was trained with")
             return lang
     raise GraftError(f"cannot find the lang dir of the model in {exp_dir}: looked in "
                      f"{', '.join(map(str, candidates))}; pass it (--source-lang-dir / --lang-dir)")
