@@ -106,12 +106,7 @@ def exported(tmp_path_factory) -> Exported:
     return build_exported(tmp_path_factory)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---- model code that exports ---------------------------------------------------------------

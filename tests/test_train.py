@@ -15,7 +15,6 @@ import pytest
 import torch
 from torch import nn
 
-from tiny_asr import tiny_asr_session
 
 from graft.train.average import RunningAverage, average_state_dicts, interval_average
 from graft.train.checkpoint import (compare_state_dict, latest_checkpoint, load_model_for_decoding,
@@ -33,17 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    return tiny_asr_session(tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_conf(tiny, exp_dir: Path, **kw) -> TrainConfig:

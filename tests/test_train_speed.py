@@ -13,7 +13,6 @@ import pytest
 import torch
 from torch import nn
 
-from tiny_asr import tiny_asr_session
 
 from graft.lang.langdir import load_lang_dir
 from graft.model.dropout import Dropout, dropout, keep_threshold, set_dropout_impl
@@ -24,17 +23,7 @@ from graft.train.options import load_train_conf
 from graft.utils.errors import GraftError
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    return tiny_asr_session(tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_model(vocab_size: int, seed: int = 0):
