@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import kaldifst
 import numpy as np
 import pytest
 
@@ -22,10 +21,10 @@ from graft.score.report import Experiment, comparison_rows, comparisons_markdown
 from graft.score.run import ScoreConfig, score_method
 from graft.score.wer import score_utterances
 from graft.utils.errors import GraftError
+from test_score import WORDS, two_path_lattice  # the same hand-made lattices
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-WORDS = {"<eps>": 0, "a": 1, "b": 2, "c": 3, "d": 4, "#0": 5, "<s>": 6, "</s>": 7}
 
 
 # --- the bootstrap on hand-made error counts -------------------------------------------------
@@ -103,24 +102,6 @@ def test_per_utt_reader_reads_what_the_writer_writes(tmp_path: Path) -> None:
 
 
 # --- scored decode dirs made here ------------------------------------------------------------
-
-def two_path_lattice(path: Path, words_a: list[str], cost_a: tuple[float, float],
-                     words_b: list[str], cost_b: tuple[float, float]) -> None:
-    """A lattice with two word paths; a path's (graph, acoustic) cost sits on its first arc."""
-    W, A = kaldifst.LatticeWeight, kaldifst.LatticeArc
-    lat = kaldifst.Lattice()
-    start, final = lat.add_state(), lat.add_state()
-    lat.start = start
-    for words, (g, a) in ((words_a, cost_a), (words_b, cost_b)):
-        prev = start
-        for i, w in enumerate(words):
-            nxt = final if i == len(words) - 1 else lat.add_state()
-            lat.add_arc(prev, A(i + 1, WORDS[w], W(g, a) if i == 0 else W(0.0, 0.0), nxt))
-            prev = nxt
-    lat.set_final(final, W(0.0, 0.0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert lat.write(str(path))
-
 
 # Lattice utterances, every one with the reference "a b", by what they give at LM weight 0 and 1
 # (penalty 0; path cost = w * graph + acoustic):
