@@ -4,7 +4,8 @@
 Usage:
     local/demo.py download --dl-dir data/corpus --seed 0 --jobs 2 \\
         --en-train-minutes 130 --en-dev-minutes 15 --en-test-minutes 15 \\
-        --cs-train-minutes 100 --cs-dev-minutes 10 --cs-test-minutes 15
+        --cs-train-minutes 100 --cs-dev-minutes 10 --cs-test-minutes 15 \\
+        --en-unseen-minutes 10 --cs-unseen-minutes 10
     local/demo.py prepare --dl-dir data/corpus --language cs --out-dir data/manifests/cs \\
         --train-subsets "15 30 60" --seed 0
 
@@ -14,8 +15,11 @@ transcripts.tsv (id audio text speaker language split), wav/<id>.wav (16 kHz mon
 skipped items by reason, generation time).
 
 How: the clean fortune sentences of a language are shuffled with the seed and cut into
-disjoint candidate pools for dev, test and train; candidates get the language's voices in
-turn. Each split is the shortest prefix of its pool whose synthesized audio reaches the
+disjoint candidate pools for dev, test, test_unseen and train; candidates of train/dev/test get
+the language's training voices in turn, those of test_unseen (the voice-disjoint test set; 0
+minutes = none) the held-out voices (graft.data.tts VOICES, held_out=True), which never read
+a sentence of the other splits. Every utterance is read with its own speed and pitch, drawn
+from its id (graft.data.tts.utterance_settings). Each split is the shortest prefix of its pool whose synthesized audio reaches the
 requested minutes, so ids, texts and speakers depend only on the seed and the minutes (the
 engines are deterministic). Synthesis runs in waves (estimate, synthesize, top up) on --jobs
 processes. Each wav is written atomically, so a killed run resumes and skips finished
@@ -42,7 +46,7 @@ from graft.data import adapter  # the machinery every corpus adapter shares (sta
 from graft.data.corpus import Utterance, write_transcripts
 from graft.data.fortunes import Sentence, fortune_sentences
 from graft.data.tts import (BatchResult, SynthItem, Voice, check_voices, seconds_per_word,
-                            synthesize_batch, voices_for)
+                            synthesize_batch, utterance_settings, voices_for)
 from graft.utils.cli import run_main
 from graft.utils.errors import GraftError
 from graft.utils.io import atomic_write
@@ -51,9 +55,11 @@ from graft.utils.logging import get_logger
 log = get_logger("local.demo")
 
 LANGUAGES = ("en", "cs")
-SPLITS = ("dev", "test", "train")  # pools are cut in this order: dev/test do not move with train
-DEFAULT_MINUTES = {"en": {"train": 130, "dev": 15, "test": 15},
-                   "cs": {"train": 100, "dev": 10, "test": 15}}
+SPLITS = ("dev", "test", "test_unseen", "train")  # pools are cut in this order: dev/test do not move with train
+UNSEEN = "test_unseen"  # read by the held-out voices only
+DEFAULT_MINUTES = {"en": {"train": 130, "dev": 15, "test": 15, UNSEEN: 10},
+                   "cs": {"train": 100, "dev": 10, "test": 15, UNSEEN: 10}}
+OPTION_NAME = {UNSEEN: "unseen"}  # --en-unseen-minutes
 # A first guess of seconds per word (measured: 0.30-0.42 en, 0.41-0.52 cs per voice);
 # corrected per voice from what is synthesized.
 GUESS_SECONDS_PER_WORD = {"en": 0.35, "cs": 0.48}
@@ -79,7 +85,8 @@ class Candidate:
     @property
     def key(self) -> str:
         """What the audio depends on: a wav made for another key is stale."""
-        raw = json.dumps([self.sentence.speak, self.voice.settings, self.voice.speaker])
+        raw = json.dumps([self.sentence.speak, self.voice.settings, self.voice.speaker,
+                          utterance_settings(self.voice, self.id).to_json()])
         return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
@@ -91,7 +98,15 @@ def _sentences(language: str) -> tuple[tuple[Sentence, ...], tuple[tuple[str, in
 
 def plan_language(language: str, sentences: list[Sentence], minutes: dict[str, float], seed: int,
                   voices: list[Voice]) -> dict[str, list[Candidate]]:
-    """Disjoint candidate pools per split (in the order to use them), from a seeded shuffle."""
+    """Disjoint candidate pools per split (in the order to use them), from a seeded shuffle.
+    test_unseen is read by the held-out voices of `voices`, every other split by the rest."""
+    seen = [v for v in voices if not v.held_out]
+    unseen = [v for v in voices if v.held_out]
+    if not seen:
+        raise GraftError(f"no {language} training voices (all are held_out in graft/data/tts.py VOICES)")
+    if minutes.get(UNSEEN, 0) > 0 and not unseen:
+        raise GraftError(f"{language} {UNSEEN} needs held-out voices: none is marked held_out in "
+                         f"graft/data/tts.py VOICES; set --{language}-unseen-minutes 0 or mark some")
     order = list(range(len(sentences)))
     random.Random(f"graft-demo-{language}-{seed}").shuffle(order)
     spw = GUESS_SECONDS_PER_WORD.get(language, 0.45)
@@ -110,7 +125,8 @@ def plan_language(language: str, sentences: list[Sentence], minutes: dict[str, f
                         f"{_estimate_minutes(sentences, spw):.0f} minutes; ask for fewer minutes")
                 break
             i = order[pos]
-            voice = voices[len(pool) % len(voices)]
+            split_voices = unseen if split == UNSEEN else seen
+            voice = split_voices[len(pool) % len(split_voices)]
             s = sentences[i]
             pool.append(Candidate(f"{voice.speaker}-{pos:05d}", pos, split, s, voice))
             est += len(s.text.split()) * spw
@@ -138,12 +154,16 @@ class _State:
         self.batch_seconds = 0.0
 
     def spw(self) -> dict[Voice, float]:
-        """Seconds per word of each voice so far (the guess until five are done)."""
+        """Seconds per word of each voice so far (until five of a voice are done: the
+        language's so far, or the guess before five of any voice are done)."""
         done: dict[Voice, list[tuple[float, int]]] = defaultdict(list)
         for c in self.by_id.values():
             if c.id in self.seconds:
                 done[c.voice].append((self.seconds[c.id], c.words))
+        every = [x for d in done.values() for x in d]
         guess = GUESS_SECONDS_PER_WORD.get(self.language, 0.45)
+        if len(every) >= 5:
+            guess = sum(s for s, _ in every) / sum(w for _, w in every)
         return defaultdict(lambda: guess, {v: sum(s for s, _ in d) / sum(w for _, w in d)
                                            for v, d in done.items() if len(d) >= 5})
 
@@ -256,7 +276,7 @@ def synthesize_corpus(out_dir: str | Path, minutes: dict[str, dict[str, float]],
     out_dir = Path(out_dir)
     states: dict[str, _State] = {}
     for lang, mins in minutes.items():
-        voices = voices_for(lang)
+        voices = voices_for(lang, held_out=None if mins.get(UNSEEN, 0) > 0 else False)
         check_voices(voices)
         sentences, _ = _sentences(lang)
         pools = plan_language(lang, list(sentences), mins, seed, voices)
@@ -285,6 +305,11 @@ def synthesize_corpus(out_dir: str | Path, minutes: dict[str, dict[str, float]],
     return {lang: _write_language(st, out_dir / lang, seed, generation_seconds) for lang, st in states.items()}
 
 
+def _written_splits(st: _State) -> list[str]:
+    """train, dev, test, and test_unseen when it was asked for."""
+    return ["train", "dev", "test"] + ([UNSEEN] if st.minutes.get(UNSEEN, 0) > 0 else [])
+
+
 def _write_language(st: _State, lang_dir: Path, seed: int, generation_seconds: float) -> dict:
     lang = st.language
     selection = st.selection()
@@ -296,7 +321,7 @@ def _write_language(st: _State, lang_dir: Path, seed: int, generation_seconds: f
     write_transcripts(lang_dir / "transcripts.tsv", [
         Utterance(id=c.id, audio=lang_dir / "wav" / f"{c.id}.wav", text=c.sentence.text, speaker=c.voice.speaker,
                   language=lang, split=split)
-        for split in ("train", "dev", "test") for c in sorted(selection.get(split, []), key=lambda c: c.id)], lang)
+        for split in _written_splits(st) for c in sorted(selection.get(split, []), key=lambda c: c.id)], lang)
 
     sentences, text_stats = _sentences(lang)
     used_texts = {st.by_id[uid].sentence.text for uid in chosen}
@@ -305,7 +330,7 @@ def _write_language(st: _State, lang_dir: Path, seed: int, generation_seconds: f
         f.writelines(line + "\n" for line in lm_lines)
 
     speakers: dict[str, dict] = {}
-    for v in voices_for(lang):
+    for v in voices_for(lang, held_out=None if st.minutes.get(UNSEEN, 0) > 0 else False):
         cands = [c for cands in selection.values() for c in cands if c.voice == v]
         secs = [st.seconds[c.id] for c in cands]
         speakers[v.speaker] = {**v.settings, "utterances": len(cands), "hours": round(sum(secs) / 3600, 4),
@@ -319,9 +344,10 @@ def _write_language(st: _State, lang_dir: Path, seed: int, generation_seconds: f
     report = {
         "language": lang,
         "seed": seed,
-        "target_minutes": st.minutes,
-        "utterances": {split: len(selection.get(split, [])) for split in ("train", "dev", "test")},
-        "hours": {split: round(seconds.get(split, 0) / 3600, 4) for split in ("train", "dev", "test")},
+        "target_minutes": {split: st.minutes.get(split, 0) for split in _written_splits(st)},
+        "utterances": {split: len(selection.get(split, [])) for split in _written_splits(st)},
+        "hours": {split: round(seconds.get(split, 0) / 3600, 4) for split in _written_splits(st)},
+        "held_out_speakers": sorted({c.voice.speaker for c in selection.get(UNSEEN, [])}),
         "total_utterances": len(chosen),
         "total_hours": round(sum(seconds.values()) / 3600, 4),
         "speakers": speakers,
@@ -369,18 +395,20 @@ def add_synthesize_command(sub: argparse._SubParsersAction) -> None:
                      help="default: %(default)s")
     for lang, mins in DEFAULT_MINUTES.items():
         for split, m in mins.items():
-            syn.add_argument(f"--{lang}-{split}-minutes", type=float, default=m,
-                             help=f"{lang} {split} audio in minutes (default: %(default)s)")
+            syn.add_argument(f"--{lang}-{OPTION_NAME.get(split, split)}-minutes", type=float, default=m,
+                             help=f"{lang} {split} audio in minutes (default: %(default)s)"
+                             + ("; read by the held-out voices only, 0 = no voice-disjoint test set"
+                                if split == UNSEEN else ""))
     syn.set_defaults(func=_cmd_synthesize)
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> None:
-    minutes = {lang: {split: getattr(args, f"{lang}_{split}_minutes") for split in ("train", "dev", "test")}
-               for lang in args.languages}
+    minutes = {lang: {split: getattr(args, f"{lang}_{OPTION_NAME.get(split, split)}_minutes")
+                      for split in DEFAULT_MINUTES[lang]} for lang in args.languages}
     for lang, mins in minutes.items():
         for split, m in mins.items():
             if m < 0:
-                raise GraftError(f"--{lang}-{split}-minutes must be >= 0, got {m:g}")
+                raise GraftError(f"--{lang}-{OPTION_NAME.get(split, split)}-minutes must be >= 0, got {m:g}")
     if args.jobs < 1:
         raise GraftError(f"--jobs must be >= 1, got {args.jobs}")
     synthesize_corpus(args.out_dir, minutes, seed=args.seed, jobs=args.jobs)

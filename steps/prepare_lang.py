@@ -10,7 +10,7 @@ Usage:
 Reads the normalized transcripts of the Lhotse supervision manifests
 `supervisions_{train,dev,test}.jsonl.gz` (stage 1). The LM is trained on the train
 transcripts plus the optional extra LM text (one normalized sentence a line); dev and test
-give coverage.json (word coverage and perplexity). The BPE model is kept when it was made from
+(and test_unseen when stage 1 wrote it) give coverage.json (word coverage and perplexity). The BPE model is kept when it was made from
 the same training text and size (graft.lang.prepare), so `--lm-order 4` only adds lm_4gram/.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from graft.utils.conf import apply_conf_defaults
 from graft.utils.errors import GraftError, require_file
 
 SPLITS = ("train", "dev", "test")
+OPTIONAL_SPLITS = ("test_unseen",)  # coverage reported when stage 1 wrote it; never trained on
 
 
 def read_transcripts(manifest_dir: Path, split: str) -> list[str]:
@@ -53,6 +54,8 @@ def main() -> None:
     args = p.parse_args()
 
     texts = {split: read_transcripts(args.manifest_dir, split) for split in SPLITS}
+    optional = {split: read_transcripts(args.manifest_dir, split) for split in OPTIONAL_SPLITS
+                if (args.manifest_dir / f"supervisions_{split}.jsonl.gz").is_file()}
     if not texts["train"]:
         raise GraftError(f"no training transcripts in {args.manifest_dir / 'supervisions_train.jsonl.gz'}")
     lm_texts: list[str] = []
@@ -64,7 +67,8 @@ def main() -> None:
 
     bpe_info = prepare_bpe(args.out_dir, args.language, texts["train"], vocab_size=args.vocab_size)
     info = prepare_lm(args.out_dir, texts["train"], lm_texts, texts["dev"], texts["test"],
-                      lm_order=args.lm_order, prune_threshold=args.prune_threshold)
+                      lm_order=args.lm_order, prune_threshold=args.prune_threshold,
+                      extra_eval_texts=optional)
     from graft.lang.langdir import lm_dir_name
 
     lm_dir = args.out_dir / lm_dir_name(args.lm_order, args.prune_threshold)
@@ -72,7 +76,7 @@ def main() -> None:
     print(f"{args.out_dir}: {bpe_info['num_tokens']} tokens (fingerprint {bpe_info['fingerprint']}); "
           f"{lm_dir}: {info['num_words']} words, LM {info['lm_ngrams']}, HLG {info['graphs']['HLG']}, "
           f"{info['build_seconds']} s")
-    for split in ("dev", "test"):
+    for split in ("dev", "test", *optional):
         c = coverage[split]
         print(f"  {split}: {c['words']} words, coverage {c['word_coverage']} ({c['oov_words']} OOV), "
               f"perplexity {c['perplexity']} (OOVs excluded)")

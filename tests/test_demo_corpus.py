@@ -20,7 +20,8 @@ from graft.data.text import normalize
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "local" / "demo.py"
 TINY = ["--en-train-minutes", "0.5", "--en-dev-minutes", "0.3", "--en-test-minutes", "0.3",
-        "--cs-train-minutes", "0.5", "--cs-dev-minutes", "0.3", "--cs-test-minutes", "0.3"]
+        "--cs-train-minutes", "0.5", "--cs-dev-minutes", "0.3", "--cs-test-minutes", "0.3",
+        "--en-unseen-minutes", "0.3", "--cs-unseen-minutes", "0.3"]
 HEADER = ["id", "audio", "text", "speaker", "language", "split"]
 
 
@@ -56,7 +57,8 @@ def test_folder_corpus(corpus, lang):
     report = json.loads((lang_dir / "report.json").read_text(encoding="utf-8"))
     ids = [r["id"] for r in rows]
     assert len(set(ids)) == len(ids)
-    by_split: dict[str, set[str]] = {"train": set(), "dev": set(), "test": set()}
+    by_split: dict[str, set[str]] = {"train": set(), "dev": set(), "test": set(), "test_unseen": set()}
+    speakers: dict[str, set[str]] = {split: set() for split in by_split}
     for r in rows:
         assert r["language"] == lang and r["split"] in by_split
         assert re.fullmatch(rf"{lang}-(espeak|flite|festival)-[a-z0-9]+-s\d+", r["speaker"])
@@ -66,9 +68,15 @@ def test_folder_corpus(corpus, lang):
         info = sf.info(str(lang_dir / r["audio"]))
         assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
         by_split[r["split"]].add(r["text"])
+        speakers[r["split"]].add(r["speaker"])
     # disjoint splits, and LM text disjoint from all of them
-    assert not (by_split["train"] & by_split["dev"] or by_split["train"] & by_split["test"]
-                or by_split["dev"] & by_split["test"])
+    splits = list(by_split)
+    assert all(not by_split[a] & by_split[b] for i, a in enumerate(splits) for b in splits[i + 1:])
+    # test_unseen: read by the held-out voices only, none of which speaks in another split
+    held_out = {v.speaker for v in _load_demo().voices_for(lang, held_out=True)}
+    assert speakers["test_unseen"] and speakers["test_unseen"] <= held_out
+    assert not (speakers["train"] | speakers["dev"] | speakers["test"]) & held_out
+    assert report["held_out_speakers"] == sorted(speakers["test_unseen"])
     lm = set((lang_dir / "lm_text.txt").read_text(encoding="utf-8").splitlines())
     assert len(lm) > 1000 and not lm & set().union(*by_split.values())
     # no stray files: every wav is in the transcripts
@@ -79,7 +87,7 @@ def test_folder_corpus(corpus, lang):
         assert report["utterances"][split] == len([r for r in rows if r["split"] == split])
     assert report["total_utterances"] == len(rows)
     assert sum(s["utterances"] for s in report["speakers"].values()) == len(rows)
-    assert len(report["speakers"]) >= 6
+    assert len(report["speakers"]) >= 9
     assert {"utterances", "sentences"} <= set(report["skipped"])
     assert report["generation_seconds"] > 0
 
@@ -104,6 +112,33 @@ def test_seeds_give_other_disjoint_pools():
     assert not (texts["train"] & texts["dev"] or texts["train"] & texts["test"] or texts["dev"] & texts["test"])
 
 
+def test_unseen_pool_uses_held_out_voices_and_disjoint_sentences():
+    demo = _load_demo()
+    sentences = list(demo._sentences("en")[0])
+    voices = demo.voices_for("en", held_out=None)
+    pools = demo.plan_language("en", sentences, {"train": 2, "dev": 1, "test": 1, "test_unseen": 1}, 0, voices)
+    held_out = {v for v in voices if v.held_out}
+    assert pools["test_unseen"] and {c.voice for c in pools["test_unseen"]} == held_out
+    assert not any(c.voice in held_out for split in ("train", "dev", "test") for c in pools[split])
+    texts = {split: {c.sentence.text for c in pool} for split, pool in pools.items()}
+    assert not texts["test_unseen"] & (texts["train"] | texts["dev"] | texts["test"])
+    # without unseen minutes there is no test_unseen pool, and dev/test do not move
+    plain = demo.plan_language("en", sentences, {"train": 2, "dev": 1, "test": 1}, 0, voices)
+    assert plain["test_unseen"] == [] and [c.id for c in plain["dev"]] == [c.id for c in pools["dev"]]
+    with pytest.raises(demo.GraftError, match="held-out voices"):
+        demo.plan_language("en", sentences, {"train": 2, "test_unseen": 1}, 0, demo.voices_for("en"))
+
+
+def test_candidate_key_depends_on_the_utterance_prosody():
+    demo = _load_demo()
+    sentence = demo._sentences("en")[0][0]
+    voice = demo.voices_for("en")[0]
+    a = demo.Candidate(f"{voice.speaker}-00001", 1, "train", sentence, voice)
+    b = demo.Candidate(f"{voice.speaker}-00002", 1, "train", sentence, voice)
+    assert a.key != b.key  # same text and voice, another id: other speed/pitch, another wav
+    assert a.key == demo.Candidate(a.id, 1, "train", sentence, voice).key
+
+
 def test_resume_after_deleting_wavs(corpus):
     lang_dir = corpus / "cs"
     before = _rows(lang_dir)
@@ -120,7 +155,8 @@ def test_resume_after_deleting_wavs(corpus):
     assert not list((lang_dir / "wav").glob(".tmp-*"))
     report = json.loads((lang_dir / "report.json").read_text(encoding="utf-8"))
     assert report["resumed_utterances"] >= len(before) - 3
-    assert report["synthesized_utterances"] == 3
+    # the 3 deleted ones again (and maybe a spare beyond the minutes, removed as unused)
+    assert report["synthesized_utterances"] - report["unused_synthesized"] == 3
 
 
 def test_cli_error_is_one_line():

@@ -8,7 +8,8 @@
 #   download --dl-dir DIR [download options]   get or make the raw corpus; idempotent
 #   prepare --dl-dir DIR --language L --out-dir data/manifests/L --train-subsets "15 30" --seed S
 #       Lhotse manifests recordings_/supervisions_/cuts_<split>.jsonl.gz for train/dev/test
-#       (and cuts_train_<N>m), report.json written last.
+#       (+ the optional test_unseen: voices no other split has; and cuts_train_<N>m), report.json
+#       written last. Stages 2, 3, 6 and 7 carry test_unseen along when its manifest exists.
 # Every step records a stamp of its inputs and options (utils/stage.sh): a step is skipped only
 # when both are unchanged; otherwise it says what changed and runs again.
 
@@ -48,23 +49,32 @@ manifests_stage() {
       --out-dir data/manifests/$lang --train-subsets "$subsets" --seed $seed
 }
 
+# eval_splits DIR: the evaluated splits whose cuts DIR holds: "dev test", then test_unseen when
+# DIR/cuts_test_unseen.jsonl.gz exists (an optional split: only some corpora have it).
+eval_splits() {
+  local out="dev test"
+  [ -f "$1/cuts_test_unseen.jsonl.gz" ] && out="$out test_unseen"
+  echo "$out"
+}
+
 # fbank_stage LANG: stage 2, features of every cut manifest of LANG.
 fbank_stage() {
   local lang=$1
   step "stage2_fbank_$lang" "data/fbank/$lang/report.json" \
     --inputs "$(echo data/manifests/$lang/cuts_*.jsonl.gz)" --clear "data/fbank/$lang" \
     python $GRAFT_ROOT/steps/compute_fbank.py --manifest-dir data/manifests/$lang \
-      --out-dir data/fbank/$lang --splits "train dev test" --jobs ${nj:-1}
+      --out-dir data/fbank/$lang --splits "train $(eval_splits data/manifests/$lang)" --jobs ${nj:-1}
 }
 
 # lang_stage LANG VOCAB LM_ORDER [LM_TEXT]: stage 3, the BPE lang dir and its LM dir (a new
 # LM order builds a new LM dir beside the old one; the BPE model is kept when its text is the same).
 lang_stage() {
-  local lang=$1 vocab=$2 order=$3 lm_text=${4:-} m=data/manifests/$1
+  local lang=$1 vocab=$2 order=$3 lm_text=${4:-} m=data/manifests/$1 split sups=""
   local args=()
   [ -n "$lm_text" ] && [ -f "$lm_text" ] && args=(--lm-text "$lm_text")
+  for split in train $(eval_splits $m); do sups="$sups $m/supervisions_$split.jsonl.gz"; done
   step "stage3_lang_${lang}_bpe${vocab}_lm${order}" "$(lm_dir $lang $vocab $order)/lm.json" \
-    --inputs "$m/supervisions_train.jsonl.gz $m/supervisions_dev.jsonl.gz $m/supervisions_test.jsonl.gz $lm_text" \
+    --inputs "${sups# } $lm_text" \
     python $GRAFT_ROOT/steps/prepare_lang.py --language $lang --manifest-dir $m \
       "${args[@]}" --vocab-size $vocab --lm-order $order --out-dir $(lang_dir $lang $vocab)
 }
@@ -139,10 +149,11 @@ grid_stage() {
 }
 
 # decode_stage EXP LANG VOCAB LM_ORDER "METHODS" AVG [steps/decode.py options...]: stage 6,
-# LANG's dev and test with the last epoch of EXP averaged over AVG epochs (at most all of them;
-# other settings: conf/decode.yaml, overridden by the options).
+# LANG's dev and test (and test_unseen when its features exist) with the last epoch of EXP
+# averaged over AVG epochs (at most all of them; other settings: conf/decode.yaml, overridden
+# by the options).
 decode_stage() {
-  local exp=$1 lang=$2 vocab=$3 order=$4 methods=$5 avg=$6 epoch
+  local exp=$1 lang=$2 vocab=$3 order=$4 methods=$5 avg=$6 epoch split sets="" cuts=""
   shift 6
   epoch=$(last_epoch $exp)
   if [ -z "$epoch" ]; then
@@ -151,10 +162,14 @@ decode_stage() {
   fi
   [ "$avg" -gt "$epoch" ] && avg=$epoch
   local lm=$(lm_dir $lang $vocab $order) root=$exp/decode_epoch${epoch}_avg$avg
+  for split in $(eval_splits data/fbank/$lang); do
+    sets="$sets $split:data/fbank/$lang/cuts_$split.jsonl.gz"
+    cuts="$cuts data/fbank/$lang/cuts_$split.jsonl.gz"
+  done
   step "stage6_decode_$(basename $exp)" "$root/rtf.json" \
-    --inputs "$exp/epoch-$epoch.pt $lm/HLG.fst data/fbank/$lang/cuts_dev.jsonl.gz data/fbank/$lang/cuts_test.jsonl.gz" \
+    --inputs "$exp/epoch-$epoch.pt $lm/HLG.fst${cuts}" \
     python $GRAFT_ROOT/steps/decode.py --exp-dir $exp --lm-dir $lm \
-      --sets "dev:data/fbank/$lang/cuts_dev.jsonl.gz test:data/fbank/$lang/cuts_test.jsonl.gz" \
+      --sets "${sets# }" \
       --methods "$methods" --epoch $epoch --avg $avg "$@"
 }
 
@@ -168,10 +183,11 @@ decode_root() {
 }
 
 # score_stage EXP "METHODS" AVG [steps/score.py options...]: stage 7, WER/CER of every method at
-# every LM weight and insertion penalty, chosen on dev and applied to test. Re-scoring is cheap
-# and needs no model: `--stage 7 --lm-weights "..."` re-scores (the options are in the stamp).
+# every LM weight and insertion penalty, chosen on dev and applied to test (and to test_unseen
+# when every method decoded it). Re-scoring is cheap and needs no model: `--stage 7 --lm-weights
+# "..."` re-scores (the options are in the stamp).
 score_stage() {
-  local exp=$1 methods=$2 avg=$3 root m outs=""
+  local exp=$1 methods=$2 avg=$3 root m outs="" tests="test"
   shift 3
   root=$(decode_root $exp $avg)
   if [ -z "$root" ] || [ ! -f "$root/decode.json" ]; then
@@ -179,8 +195,10 @@ score_stage() {
     return 0
   fi
   for m in $methods; do outs="$outs $root/$m/selection.json"; done
+  tests="test test_unseen"
+  for m in $methods; do [ -d "$root/$m/test_unseen" ] || tests=test; done
   step "stage7_score_$(basename $exp)" "${outs# }" --inputs "$root/decode.json $root/rtf.json" \
-    python $GRAFT_ROOT/steps/score.py --decode-root $root --methods "$methods" "$@"
+    python $GRAFT_ROOT/steps/score.py --decode-root $root --methods "$methods" --test-sets "$tests" "$@"
 }
 
 # recipe_models TRAIN_EXP TRAIN_LANG "METHODS" SOURCE_EXP TARGET_LANG GRID PREFIX [grid options...]:

@@ -41,7 +41,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
-from graft.data.corpus import SPLITS, Utterance, write_transcripts
+from graft.data.corpus import REQUIRED_SPLITS, SPLIT_NAMES, SPLITS, Utterance, present_splits, write_transcripts
 from graft.data.manifests import ManifestReport, folder_to_manifests
 from graft.data.text import normalize_verbose
 from graft.utils.cli import run_main
@@ -257,7 +257,7 @@ def folder_utterances(audio_dir: Path, table: Path, language: str,
             continue
         split = row.get("split", "").lower()
         if split and split not in SPLITS:
-            raise GraftError(f"{table}: id '{uid}' has split '{row['split']}': use train, dev or test")
+            raise GraftError(f"{table}: id '{uid}' has split '{row['split']}': use {SPLIT_NAMES}")
         utts.append(Utterance(id=uid, audio=audio, text=row.get("text", ""), speaker=row.get("speaker", ""),
                               language=language, split=split))
     count_skips(report, "missing audio (transcript without audio)", no_audio)
@@ -384,7 +384,7 @@ def write_corpus(
         raise GraftError(f"{corpus_dir}: some utterances have a split and some (e.g. id '{u.id}') "
                          f"do not: give every row a split, or none (then --dev-fraction/--test-fraction)")
     counts = Counter(u.split for u in kept)
-    empty = [s for s in SPLITS if not counts[s]]
+    empty = [s for s in REQUIRED_SPLITS if not counts[s]]
     if empty:
         raise GraftError(f"{corpus_dir}: no {' or '.join(empty)} utterances (have {dict(counts)}); every "
                          f"recipe needs train, dev and test: set the split column, or drop it and use "
@@ -398,11 +398,12 @@ def write_corpus(
     for u in kept:
         report.kept[u.split] += 1
         report.seconds[u.split] += u.duration
+    splits = present_splits(counts)  # train, dev, test (+ test_unseen when the corpus has it)
     result = {
         "source": source or {},
-        "utterances": {s: report.kept[s] for s in SPLITS},
-        "hours": {s: round(report.seconds[s] / 3600, 4) for s in SPLITS},
-        "speakers": {s: len({u.speaker or u.id for u in kept if u.split == s}) for s in SPLITS},
+        "utterances": {s: report.kept[s] for s in splits},
+        "hours": {s: round(report.seconds[s] / 3600, 4) for s in splits},
+        "speakers": {s: len({u.speaker or u.id for u in kept if u.split == s}) for s in splits},
         "sample_rates": {str(k): v for k, v in sorted(rates.items())},
         "skipped": dict(report.skipped),
         "skipped_examples": report.skipped_examples,

@@ -6,7 +6,8 @@ Usage:
     report = folder_to_manifests("data/corpus/cs/transcripts.tsv", "data/manifests/cs",
                                  language="cs", train_subsets_minutes=[15, 30, 60])
 
-Per split it writes `recordings_<split>`, `supervisions_<split>` and `cuts_<split>.jsonl.gz`,
+Per split (train, dev, test, and test_unseen when the corpus has it: graft.data.corpus.SPLITS)
+it writes `recordings_<split>`, `supervisions_<split>` and `cuts_<split>.jsonl.gz`,
 and nested train subsets `cuts_train_<N>m.jsonl.gz` (a seeded shuffle of train, then the
 shortest prefix reaching N minutes, so a smaller subset is contained in a larger one).
 Bad rows are skipped and counted in `report.json` with a warning naming the file: missing,

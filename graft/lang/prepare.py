@@ -153,8 +153,12 @@ def prepare_lm(
     test_texts: Iterable[str],
     lm_order: int = 3,
     prune_threshold: float | None = None,
+    extra_eval_texts: dict[str, Iterable[str]] | None = None,
 ) -> dict:
     """Build the LM dir of (lm_order, prune_threshold) below the BPE lang dir; return its lm.json.
+
+    `extra_eval_texts` (e.g. {"test_unseen": [...]}) get a coverage entry beside dev and test
+    (evaluated only, never trained on).
 
     `prune_threshold` (e.g. 1e-7) entropy-prunes the LM's orders >= 2 to make smaller graphs.
     Raises GraftError when the text is empty or the vocabulary cannot be built.
@@ -194,7 +198,9 @@ def prepare_lm(
         missing = lm.vocab - set(words)
         if missing:
             raise GraftError(f"{len(missing)} ARPA words are not in words.txt, e.g. {sorted(missing)[:5]}")
-        coverage = _coverage(lm, language, set(train) | set(extra), {"dev": dev, "test": test})
+        eval_sets = {"dev": dev, "test": test}
+        eval_sets.update({name: clean_lines(t) for name, t in (extra_eval_texts or {}).items()})
+        coverage = _coverage(lm, language, set(train) | set(extra), eval_sets)
         _write_json(coverage, tmp / "coverage.json")
         del lm
         seconds["lm"] = round(time.time() - t, 2)
