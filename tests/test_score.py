@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -256,3 +257,73 @@ def test_report_tables_and_figures(tmp_path: Path) -> None:
                          cwd=REPO, timeout=120)
     assert bad.returncode == 1 and "none.png" in bad.stderr and "Traceback" not in bad.stderr
     assert out.read_bytes() == before
+
+
+def add_unseen_set(dec: Path) -> None:
+    """A test_unseen set beside test: ctc-hlg's utt1 reads "a" (right only for w > 1), greedy's
+    utt1 reads "a b" (hypothesis "a": 50 % WER, half of test's 100 %)."""
+    src = dec / "ctc-hlg" / "test"
+    d = dec / "ctc-hlg" / "test_unseen"
+    shutil.copytree(src, d)
+    write_text(d / "ref.txt", {"utt1": ["a"], "utt2": ["d"]})
+    g = dec / "greedy" / "test_unseen"
+    write_text(g / "ref.txt", {"utt1": ["a", "b"]})
+    write_text(g / "hyp.txt", {"utt1": ["a"]})
+
+
+def test_other_test_set_gets_the_dev_chosen_pair(tmp_path: Path) -> None:
+    dec, lang = make_decode_root(tmp_path)
+    add_unseen_set(dec)
+    sel = score_method(ScoreConfig(decode_root=dec, method="ctc-hlg", lm_weights=[0.25, 0.75, 1.25],
+                                   lm_dir=lang, other_test_sets=("test_unseen",)))
+    pair, unseen = sel.others["test_unseen"]
+    assert sel.chosen == (0.75, 0.0) and pair == (0.75, 0.0)  # not test_unseen's own best (1.25)
+    assert unseen.wer.errors == 2 and unseen.wer.rate == 100.0
+    assert (dec / "ctc-hlg" / "test_unseen" / "scoring" / "wer_1.25_0.0").read_text().startswith("%WER 0.00")
+    info = json.loads((dec / "ctc-hlg" / "selection.json").read_text())
+    assert info["other_tests"]["test_unseen"]["pair"] == {"lm_weight": 0.75, "word_ins_penalty": 0.0}
+    assert info["other_tests"]["test_unseen"]["wer_ratio_to_test"] is None  # test WER is 0
+    assert info["kinds"] == {"dev": "lattice", "test": "lattice", "test_unseen": "lattice"}
+    summary = (dec / "ctc-hlg" / "summary.md").read_text()
+    assert "**test_unseen at the dev-chosen weight** (0.75, 0.0): `%WER 100.00" in summary
+    assert "| test_unseen WER | test_unseen CER |" in summary
+
+    sel = score_method(ScoreConfig(decode_root=dec, method="greedy", lm_weights=[0.5],
+                                   other_test_sets=("test_unseen",)))
+    assert sel.others["test_unseen"][1].wer.rate == 50.0 and sel.test.wer.rate == 100.0
+    summary = (dec / "greedy" / "summary.md").read_text()
+    assert "test_unseen / test WER: **0.50x**" in summary
+    root = (dec / "summary.md").read_text()
+    assert "| test_unseen WER | test_unseen / test |" in root
+    assert "| [greedy](greedy/summary.md) | hyp | 0.0 | 0.0 | 0.00 | 100.00 | 100.00 | 50.00 | 0.50x |" in root
+
+
+def test_cli_test_sets_and_report_columns(tmp_path: Path) -> None:
+    dec, lang = make_decode_root(tmp_path)
+    add_unseen_set(dec)
+    ok = run_step("--decode-root", str(dec), "--methods", "greedy ctc-hlg", "--lm-weights", "0.25 0.75 1.25",
+                  "--word-ins-penalties", "0.0", "--lm-dir", str(lang), "--test-sets", "test test_unseen")
+    assert ok.returncode == 0, ok.stderr
+    assert "greedy: dev chooses LM weight 0.0, penalty 0.0: %WER 0.00" in ok.stdout
+    assert "; test_unseen there: %WER 50.00" in ok.stdout
+    out = tmp_path / "RESULTS.md"
+    rep = subprocess.run([PYTHON, str(REPO / "steps" / "report.py"), "--out", str(out), "--methods", "greedy ctc-hlg",
+                          "--experiment", f"src|source|-|{dec}"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert rep.returncode == 0, rep.stderr
+    text = out.read_text()
+    assert "| test_unseen WER | test_unseen / test |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| src | - | greedy"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[-2:] == ["50.00", "0.50x"]
+
+
+def test_without_other_test_sets_nothing_changes(tmp_path: Path) -> None:
+    dec, lang = make_decode_root(tmp_path)
+    add_unseen_set(dec)  # decoded, but not asked for: scored as before
+    sel = score_method(ScoreConfig(decode_root=dec, method="greedy", lm_weights=[0.5]))
+    assert sel.others == {}
+    info = json.loads((dec / "greedy" / "selection.json").read_text())
+    assert "other_tests" not in info and set(info["kinds"]) == {"dev", "test"}
+    assert "test_unseen" not in (dec / "greedy" / "summary.md").read_text()
+    assert "test_unseen" not in (dec / "summary.md").read_text()
+    assert not (dec / "greedy" / "test_unseen" / "scoring").exists()

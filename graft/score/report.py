@@ -4,7 +4,9 @@ paired-bootstrap differences between them, and the recipe's wall time per stage.
 Each experiment is `label|group|minutes|decode_root` (group e.g. "source", "scratch",
 "transfer", "ablation"; minutes: the training data size, or "-"). For each experiment and
 method it reads `<decode_root>/<method>/selection.json` (steps/score.py) and, for the "no LM"
-column, the LM-weight-0 row of `<decode_root>/<method>/test/scoring/wer_summary.tsv`.
+column, the LM-weight-0 row of `<decode_root>/<method>/test/scoring/wer_summary.tsv`. Further
+test sets scored at the dev-chosen pair (e.g. test_unseen, the demo's voice-disjoint test set)
+get two columns: their WER and its ratio to the test WER; without them the tables are as before.
 
 Differences (`comparison_rows`): test WER of model A minus model B in points, with a paired
 bootstrap 95 % interval over the test utterances (graft.score.bootstrap; negative: A has fewer
@@ -108,13 +110,20 @@ def results_rows(exps: Sequence[Experiment], methods: Sequence[str]) -> list[dic
                          "penalty": sel["chosen_on_dev"]["word_ins_penalty"],
                          "dev_wer": sel["dev"]["wer"], "test_wer": test.get("wer"), "test_cer": test.get("cer"),
                          "oracle_wer": (sel.get("test_oracle_score") or {}).get("wer"),
-                         "no_lm_test_wer": e.no_lm_test(m)})
+                         "no_lm_test_wer": e.no_lm_test(m),
+                         "other_tests": {name: {"wer": o.get("wer"), "ratio": o.get("wer_ratio_to_test")}
+                                         for name, o in (sel.get("other_tests") or {}).items()}})
     return rows
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}x"
 
 
 def results_markdown(exps: Sequence[Experiment], methods: Sequence[str]) -> str:
     """Markdown tables, one per group, of the dev-chosen weights and the test WER/CER there."""
     rows = results_rows(exps, methods)
+    others = list(dict.fromkeys(n for r in rows for n in r["other_tests"]))
     out = []
     for group in dict.fromkeys(e.group for e in exps):
         grows = [r for r in rows if r["group"] == group]
@@ -122,13 +131,15 @@ def results_markdown(exps: Sequence[Experiment], methods: Sequence[str]) -> str:
             continue
         out += [f"### {group}", "",
                 "| model | train min | method | LM weight (dev) | penalty | dev WER | test WER | test CER "
-                "| test WER, no LM | test oracle WER |",
-                "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "| test WER, no LM | test oracle WER |" + "".join(f" {n} WER | {n} / test |" for n in others),
+                "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(others)]
         for r in grows:
             mins = "-" if r["minutes"] is None else f"{r['minutes']:g}"
+            extra = "".join(f" {_fmt(r['other_tests'].get(n, {}).get('wer'))} | "
+                            f"{_ratio(r['other_tests'].get(n, {}).get('ratio'))} |" for n in others)
             out.append(f"| {r['label']} | {mins} | {r['method']} | {weight_label(r['lm_weight'])} | "
                        f"{weight_label(r['penalty'])} | {_fmt(r['dev_wer'])} | {_fmt(r['test_wer'])} | "
-                       f"{_fmt(r['test_cer'])} | {_fmt(r['no_lm_test_wer'])} | {_fmt(r['oracle_wer'])} |")
+                       f"{_fmt(r['test_cer'])} | {_fmt(r['no_lm_test_wer'])} | {_fmt(r['oracle_wer'])} |" + extra)
         out.append("")
     return "\n".join(out)
 

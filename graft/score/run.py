@@ -1,12 +1,16 @@
 """Score one decoding method on dev and test at many (LM weight, insertion penalty) pairs.
 
+The pair is chosen on dev and applied to test and to every further test set (`other_test_sets`,
+e.g. test_unseen: voices no other split has); their WER is also given relative to test's.
+
 Re-scores saved lattices or n-best lists, so no model (and no torch) is loaded.
 
 Decode dir layout (`<decode-root>` is usually `exp/<model>/decode`):
 
     <decode-root>/summary.md               written here: one row per scored method (from selection.json)
     <decode-root>/<method>/                method: e.g. ctc-hlg, beam4, greedy
-        summary.md                         written here: choice on dev, test at it, test oracle, table
+        summary.md                         written here: choice on dev, test (and further test sets,
+                                           with their WER ratio to test) at it, test oracle, table
         wer_vs_lmwt.png                    written here: WER against LM weight, dev and test
         selection.json                     written here: the same figures, machine-readable
         <set>/                             set: dev, test, ...
@@ -31,7 +35,8 @@ results as they were.
 Usage:
     sel = score_method(ScoreConfig(decode_root="exp/m/decode", method="ctc-hlg",
                                    lm_weights=[0.3, 0.5, 0.7], penalties=[0.0, 0.5],
-                                   lm_dir="data/lang/en_bpe500/lm_3gram"))
+                                   lm_dir="data/lang/en_bpe500/lm_3gram",
+                                   other_test_sets=("test_unseen",)))
 
 The LM dir (words.txt for lattices, G.fst for n-best lists) defaults to the one the decode dir
 records in its decode.json (steps/decode.py writes it). Sweeping LM weights far from the w0 the
@@ -73,6 +78,7 @@ class ScoreConfig:
     penalties: Sequence[float] = (0.0,)
     dev_set: str = "dev"
     test_set: str | None = "test"
+    other_test_sets: Sequence[str] = ()  # further test sets at the dev-chosen pair (e.g. test_unseen)
     lm_dir: str | os.PathLike | None = None
     oov_cost: float = DEFAULT_OOV_COST
     num_jobs: int = 1
@@ -222,24 +228,26 @@ def score_method(config: ScoreConfig) -> Selection:
     test = None
     if config.test_set:
         test = score_set(config.test_set, method_dir / config.test_set, config, lm_cache)
-    sel = select_weights(dev.scores, test.scores if test else None)
+    others = {name: score_set(name, method_dir / name, config, lm_cache)
+              for name in config.other_test_sets if name not in (config.dev_set, config.test_set)}
+    sel = select_weights(dev.scores, test.scores if test else None,
+                         {name: res.scores for name, res in others.items()})
     # everything is computed: now write
-    for res in (dev, test):
-        if res is not None:
-            write_set(res)
+    results = [r for r in (dev, test, *others.values()) if r is not None]
+    for res in results:
+        write_set(res)
     plot_name = "wer_vs_lmwt.png"
-    wer_series = {dev.name: {pr: s.wer.rate for pr, s in dev.scores.items()}}
-    if test is not None:
-        wer_series[test.name] = {pr: s.wer.rate for pr, s in test.scores.items()}
+    wer_series = {r.name: {pr: s.wer.rate for pr, s in r.scores.items()} for r in results}
     from graft.score.plot import plot_wer_vs_lm_weight
 
     plot_wer_vs_lm_weight(method_dir / plot_name, f"{config.method}: WER against LM weight", wer_series, sel.chosen)
     text = summary_markdown(config.method, dev.name, test.name if test else None, dev.scores,
-                            test.scores if test else None, sel, plot_name)
+                            test.scores if test else None, sel, plot_name,
+                            others={name: res.scores for name, res in others.items()})
     with atomic_write(method_dir / "summary.md") as f:
         f.write(text)
     info = {"method": config.method, "dev_set": dev.name, "test_set": test.name if test else None,
-            "kinds": {dev.name: dev.kind, **({test.name: test.kind} if test else {})}, **sel.to_json()}
+            "kinds": {r.name: r.kind for r in results}, **sel.to_json()}
     with atomic_write(method_dir / "selection.json") as f:
         json.dump(info, f, indent=2)
     write_root_summary(Path(config.decode_root))
@@ -247,27 +255,42 @@ def score_method(config: ScoreConfig) -> Selection:
              weight_label(sel.chosen[0]), weight_label(sel.chosen[1]), sel.dev.wer.kaldi_line())
     if sel.test is not None:
         log.info("%s: %s at that weight: %s", config.method, test.name, sel.test.wer.kaldi_line())
+    for name, (_, sc) in sel.others.items():
+        log.info("%s: %s at that weight: %s", config.method, name, sc.wer.kaldi_line())
     return sel
 
 
 def write_root_summary(decode_root: Path) -> Path:
-    """`<decode-root>/summary.md`: one row per method that has a selection.json."""
-    rows = ["| method | outputs | LM weight | ins. penalty | dev WER | test WER (dev-chosen weight) | test oracle WER |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    """`<decode-root>/summary.md`: one row per method that has a selection.json (with columns
+    for each further test set, e.g. test_unseen, and its WER ratio to test, when any has one)."""
+    infos = []
     for sel_path in sorted(decode_root.glob("*/selection.json")):
         try:
-            info = json.loads(sel_path.read_text(encoding="utf-8"))
+            infos.append((sel_path, json.loads(sel_path.read_text(encoding="utf-8"))))
+        except ValueError as e:
+            log.warning("skipping %s in the summary: %s", sel_path, e)
+    other_names = list(dict.fromkeys(n for _, info in infos for n in (info.get("other_tests") or {})))
+    rows = ["| method | outputs | LM weight | ins. penalty | dev WER | test WER (dev-chosen weight) | test oracle WER |"
+            + "".join(f" {n} WER | {n} / test |" for n in other_names),
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |" + " ---: | ---: |" * len(other_names)]
+    for sel_path, info in infos:
+        try:
             chosen = info["chosen_on_dev"]
             dev = info["dev"]
             test, oracle = info.get("test"), info.get("test_oracle_score")
             kinds = "/".join(sorted(set(info.get("kinds", {}).values())))
             test_wer = "-" if not test else f"{test['wer']:.2f}"
             oracle_wer = "-" if not oracle else f"{oracle['wer']:.2f}"
-            rows.append(
+            row = (
                 f"| [{sel_path.parent.name}]({sel_path.parent.name}/summary.md) | {kinds} | "
                 f"{weight_label(chosen['lm_weight'])} | {weight_label(chosen['word_ins_penalty'])} | "
                 f"{dev['wer']:.2f} | {test_wer} | {oracle_wer} |"
             )
+            for n in other_names:
+                o = (info.get("other_tests") or {}).get(n) or {}
+                ratio = o.get("wer_ratio_to_test")
+                row += (f" {o['wer']:.2f} |" if "wer" in o else " - |") + (f" {ratio:.2f}x |" if ratio is not None else " - |")
+            rows.append(row)
         except (ValueError, KeyError, TypeError) as e:
             log.warning("skipping %s in the summary: %s", sel_path, e)
     path = decode_root / "summary.md"
