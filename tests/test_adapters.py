@@ -234,7 +234,7 @@ def _table(tmp_path: Path, *lines: str) -> Path:
     (["id\ttext", "utt00\ta", "utt01\tb", "utt00\tc"], "duplicate id 'utt00' \\(first on line 2\\)"),
     (["id\ttext", "utt00\ta\tb"], "more fields than the header"),
     (["name\twords", "utt00\ta"], "the header lacks id, text"),
-    (["id\ttext\tsplit", "utt00\ta\tvalid"], "split 'valid': use train, dev or test"),
+    (["id\ttext\tsplit", "utt00\ta\tvalid"], "split 'valid': use train, dev, test or test_unseen"),
 ])
 def test_folder_table_errors_name_the_line(folder_corpus, tmp_path, lines, message):
     audio, _ = folder_corpus

@@ -13,6 +13,7 @@ from corpus_fixtures import graft_tree, run_recipe
 
 TINY = ["--en-train-minutes", "1.5", "--en-dev-minutes", "0.4", "--en-test-minutes", "0.4",
         "--cs-train-minutes", "1.5", "--cs-dev-minutes", "0.4", "--cs-test-minutes", "0.4",
+        "--en-unseen-minutes", "0.4", "--cs-unseen-minutes", "0.4",
         "--cs-train-subsets", "0.5 1", "--vocab-size", "60", "--stop-stage", "3"]
 
 
@@ -36,6 +37,12 @@ def test_demo_stages_0_to_3(tmp_path, monkeypatch):
         assert json.loads((lang_dir / "lang.json").read_text())["vocab_size"] == 60
         coverage = json.loads((lang_dir / "lm_3gram/coverage.json").read_text())
         assert 0 < coverage["dev"]["word_coverage"] <= 1
+        # the voice-disjoint split went through stages 1-3: features and its coverage
+        unseen = load_manifest(asr / f"data/fbank/{lang}/cuts_test_unseen.jsonl.gz")
+        assert len(unseen) >= 2 and 0 < coverage["test_unseen"]["word_coverage"] <= 1
+        assert not {s.speaker for c in unseen for s in c.supervisions} & \
+            {s.speaker for c in [*train, *dev] for s in c.supervisions}
+        assert corpus["held_out_speakers"] and corpus["utterances"]["test_unseen"] == len(unseen)
     small = set(load_manifest(asr / "data/fbank/cs/cuts_train_0.5m.jsonl.gz").ids)
     large = set(load_manifest(asr / "data/fbank/cs/cuts_train_1m.jsonl.gz").ids)
     assert small and small < large

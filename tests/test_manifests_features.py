@@ -132,3 +132,36 @@ def test_fbank_step_names_missing_stage(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 1
     assert r.stderr.startswith("ERROR: missing the train cuts") and "stage 1" in r.stderr
+
+
+def test_optional_test_unseen_split_gets_its_manifests(corpus, tmp_path):
+    # the corpus plus two utterances of a speaker no other split has
+    rows = [line.split("\t") for line in (corpus / "transcripts.tsv").read_text().splitlines()[1:]]
+    rows = [tuple(r[:1]) + (str(corpus / r[1]),) + tuple(r[2:]) for r in rows]
+    rows += [("x0", str(corpus / "wav/u0.wav"), "the cat sat on the mat", "unheard", "en", "test_unseen"),
+             ("x1", str(corpus / "wav/u1.wav"), "a dog ran in the park", "unheard", "en", "test_unseen")]
+    folder = tmp_path / "c"
+    folder.mkdir()
+    tsv = write_tsv(folder, rows)
+    report = folder_to_manifests(tsv, tmp_path / "m", language="en")
+    assert report["kept_utterances"]["test_unseen"] == 2
+    cuts = load_manifest(tmp_path / "m/cuts_test_unseen.jsonl.gz")
+    assert sorted(cuts.ids) == ["x0", "x1"] and cuts[0].supervisions[0].speaker == "unheard"
+    assert (tmp_path / "m/supervisions_test_unseen.jsonl.gz").is_file()
+    # features: compute_fbank.py --splits takes it like any split
+    r = subprocess.run([sys.executable, str(ROOT / "steps/compute_fbank.py"), "--manifest-dir", str(tmp_path / "m"),
+                        "--out-dir", str(tmp_path / "f"), "--splits", "dev test_unseen"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "f/report.json").read_text())
+    assert set(report) == {"dev", "test_unseen"} and report["test_unseen"]["cuts"] == 2
+    # a test_unseen speaker who also speaks in train: refused, naming the file and the speaker
+    write_tsv(folder, rows + [("x2", str(corpus / "wav/u2.wav"), "she sells sea shells", "spk0", "en", "test_unseen")])
+    with pytest.raises(GraftError, match=r"transcripts.tsv: test_unseen must be speaker-disjoint.*'spk0'"):
+        folder_to_manifests(tsv, tmp_path / "m2", language="en")
+
+
+def test_corpus_without_test_unseen_is_unchanged(corpus, tmp_path):
+    report = folder_to_manifests(corpus / "transcripts.tsv", tmp_path / "m", language="en")
+    assert set(report["kept_utterances"]) == {"train", "dev", "test"}
+    assert not list((tmp_path / "m").glob("*test_unseen*"))

@@ -21,7 +21,7 @@ TORCH_VERSION=2.13.0
 FAST_RNNT_VERSION=1.3
 PYBIND11_VERSION=3.1.0
 # Debian packages the demo corpus needs (TTS engines, voices, fortune texts).
-DEBIAN_PACKAGES="espeak-ng flite sox festival festvox-kdlpc16k festvox-kallpc16k
+DEBIAN_PACKAGES="espeak-ng flite sox festival festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts
   festvox-czech-dita festvox-czech-machac festvox-czech-krb festvox-czech-ph festival-czech
   fortunes fortunes-cs"
 

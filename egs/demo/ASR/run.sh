@@ -8,15 +8,16 @@
 #   ./run.sh --help                   # every option with its default
 #
 # Stages:
-#   0  synthesize the corpus (local/demo.py download) -> data/corpus/<lang>/
+#   0  synthesize the corpus (local/demo.py download) -> data/corpus/<lang>/: train/dev/test in the
+#      training voices, test_unseen (voice-disjoint) in the held-out voices
 #   1  Lhotse manifests per language and split, nested Czech train subsets -> data/manifests/
 #   2  80-dim fbank, lilcom storage -> data/fbank/
 #   3  language side: BPE lang dir, then its LM dir (lexicon, n-gram LM, G, L, LG, HLG) -> data/lang/
 #   4  train the English transducer (pruned RNN-T + CTC) -> exp/en_<model_conf>/
 #   5  the Czech transfer grid (conf/grid/<grid>.yaml): transfer from --source-exp and from scratch
 #      at an equal budget, per train size -> exp/cs_<name>/
-#   6  decode dev/test of every model: greedy, modified beam (n-best), CTC + HLG lattices
-#   7  score at every LM weight (chosen on dev, applied to test); RESULTS.md with a plot
+#   6  decode dev/test/test_unseen of every model: greedy, modified beam (n-best), CTC + HLG lattices
+#   7  score at every LM weight (chosen on dev, applied to test and test_unseen); RESULTS.md with a plot
 #      (`./run.sh --stage 7 --lm-weights "..."` re-scores without decoding again)
 #   8  export every model to ONNX for sherpa-onnx (steps/export_onnx.py) -> exp/<model>/export/
 set -euo pipefail
@@ -35,6 +36,8 @@ en_test_minutes=15          # English test audio (minutes)
 cs_train_minutes=100        # Czech train audio, all (minutes)
 cs_dev_minutes=10           # Czech dev audio (minutes)
 cs_test_minutes=15          # Czech test audio (minutes)
+en_unseen_minutes=10        # English test_unseen audio (minutes), read by held-out voices only; 0 = none
+cs_unseen_minutes=10        # Czech test_unseen audio (minutes), read by held-out voices only; 0 = none
 cs_train_subsets="15 30 60" # nested Czech train subsets (minutes) besides "all"
 vocab_size=150              # BPE vocabulary size (each language): 500 did not leave the CTC plateau in budget
 lm_order=3                  # n-gram order of the word LM
@@ -68,7 +71,8 @@ report_opts=(--preamble results_preamble.md --plot-methods "beam ctc-hlg" --stag
 if stage_in 0; then
   corpus_stage demo $dl_dir "en cs" "" --seed $seed --jobs $nj \
     --en-train-minutes $en_train_minutes --en-dev-minutes $en_dev_minutes --en-test-minutes $en_test_minutes \
-    --cs-train-minutes $cs_train_minutes --cs-dev-minutes $cs_dev_minutes --cs-test-minutes $cs_test_minutes
+    --cs-train-minutes $cs_train_minutes --cs-dev-minutes $cs_dev_minutes --cs-test-minutes $cs_test_minutes \
+    --en-unseen-minutes $en_unseen_minutes --cs-unseen-minutes $cs_unseen_minutes
 fi
 if stage_in 1; then
   manifests_stage demo $dl_dir en "" $seed
