@@ -187,7 +187,7 @@ decode_root() {
 # when every method decoded it). Re-scoring is cheap and needs no model: `--stage 7 --lm-weights
 # "..."` re-scores (the options are in the stamp).
 score_stage() {
-  local exp=$1 methods=$2 avg=$3 root m outs="" tests="test"
+  local exp=$1 methods=$2 avg=$3 root m outs="" unseen=true
   shift 3
   root=$(decode_root $exp $avg)
   if [ -z "$root" ] || [ ! -f "$root/decode.json" ]; then
@@ -195,10 +195,11 @@ score_stage() {
     return 0
   fi
   for m in $methods; do outs="$outs $root/$m/selection.json"; done
-  tests="test test_unseen"
-  for m in $methods; do [ -d "$root/$m/test_unseen" ] || tests=test; done
+  for m in $methods; do [ -d "$root/$m/test_unseen" ] || unseen=false; done
+  local tests=()  # without test_unseen the command (and so the stamp) is as it always was
+  $unseen && tests=(--test-sets "test test_unseen")
   step "stage7_score_$(basename $exp)" "${outs# }" --inputs "$root/decode.json $root/rtf.json" \
-    python $GRAFT_ROOT/steps/score.py --decode-root $root --methods "$methods" --test-sets "$tests" "$@"
+    python $GRAFT_ROOT/steps/score.py --decode-root $root --methods "$methods" ${tests[@]+"${tests[@]}"} "$@"
 }
 
 # recipe_models TRAIN_EXP TRAIN_LANG "METHODS" SOURCE_EXP TARGET_LANG GRID PREFIX [grid options...]:
