@@ -196,9 +196,11 @@ def loop_conf(cuts: Path, lang_dir: Path, exp: Path, preset: str, max_duration: 
 
 
 def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: float, threads: int,
-             workdir: Path, before: bool) -> dict[str, Any]:
-    """The real training loop for `steps` + 1 batches; `before`: the code paths issue 15 replaced
-    (torch's dropout, the per-parameter AdamW loop and clipping, fp32)."""
+             workdir: Path, before: bool, warmup: int = 1) -> dict[str, Any]:
+    """The real training loop for `warmup` + `steps` batches, the first `warmup` not timed
+    (oneDNN builds its bf16 kernels for the shapes it meets first); `before`: the code paths
+    issue 15 replaced (torch's dropout, the per-parameter AdamW loop and clipping, fp32, batches
+    padded to their longest cut only)."""
     import graft.train.loop as loop_mod
     from graft.lang.langdir import load_lang_dir
     from graft.model.build import load_model_conf
@@ -218,7 +220,7 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
         def _train_step(self, batch, stats):
             out = super()._train_step(batch, stats)
             self.marks.append((time.perf_counter(), time.process_time(), batch["duration"]))
-            if len(self.marks) > steps:
+            if len(self.marks) >= warmup + steps:
                 self.conf.max_minutes = 0.0              # the loop's own clean stop
             return out
 
@@ -226,7 +228,8 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
     lang = load_lang_dir(lang_dir)
     model = make_model(preset, lang.vocab_size, "torch" if before else "fast")
     exp = Path(tempfile.mkdtemp(dir=workdir, prefix="exp-"))
-    conf = loop_conf(cuts, lang_dir, exp, preset, max_duration, amp="false" if before else "auto")
+    conf = loop_conf(cuts, lang_dir, exp, preset, max_duration, amp="false" if before else "auto",
+                     **({"pad_frames_to": 1} if before else {}))
     saved_clip = loop_mod.clip_grad_norm
     if before:
         loop_mod.clip_grad_norm = lambda ps, max_norm: float(torch.nn.utils.clip_grad_norm_(ps, max_norm))
@@ -235,7 +238,7 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
         trainer.run()
     finally:
         loop_mod.clip_grad_norm = saved_clip
-    m = trainer.marks
+    m = trainer.marks[warmup - 1:]
     wall, cpu = m[-1][0] - m[0][0], m[-1][1] - m[0][1]
     audio = sum(d for _, _, d in m[1:])
     return {"steps_timed": len(m) - 1, "audio_per_step": audio / (len(m) - 1), "sec_per_step": wall / (len(m) - 1),
@@ -250,9 +253,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_ddp(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: float, workdir: Path) -> dict:
+def run_ddp(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: float, workdir: Path,
+            warmup: int = 5) -> dict:
     """torchrun 2 x 1 thread of steps/train.py (the fast path, amp auto): the rate the loop logs
-    over all ranks, per 5-batch interval, the first interval excluded."""
+    over all ranks, per 5-batch interval, the intervals of the first `warmup` batches excluded."""
     exp = Path(tempfile.mkdtemp(dir=workdir, prefix="ddp-"))
     interval = 5
     cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()),
@@ -265,19 +269,20 @@ def run_ddp(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: f
                             stderr=subprocess.PIPE, text=True)
     rates: list[float] = []
     tail: list[str] = []
+    skip = max(1, -(-warmup // interval))
     assert proc.stderr is not None
     for line in proc.stderr:
         tail = (tail + [line])[-20:]
         m = re.search(r"([\d.]+) audio s/s", line)
         if m:
             rates.append(float(m.group(1)))
-            if len(rates) >= 1 + -(-steps // interval):     # the first interval, then `steps` batches
+            if len(rates) >= skip + -(-steps // interval):  # the warm-up intervals, then `steps` batches
                 proc.terminate()
                 break
     proc.wait()
-    if len(rates) < 2:
-        raise RuntimeError("the DDP run logged no rates:\n" + "".join(tail))
-    rates = rates[1:]
+    if len(rates) <= skip:
+        raise RuntimeError("the DDP run logged too few rates:\n" + "".join(tail))
+    rates = rates[skip:]
     return {"steps_timed": len(rates) * interval, "audio_per_step": None,
             "audio_sec_per_sec": sum(rates) / len(rates)}
 
@@ -309,7 +314,7 @@ def write_results(result: dict[str, Any]) -> str:
              "second of audio, matrix products and convolutions), median of "
              f"{r['bare_reps']} steps, the variants taking turns. Loop: graft.train.loop on demo-like batches "
              f"(--max-duration {r['max_duration']:g}, lilcom features from disk, padding, AdamW, clipping, "
-             f"averaging, logging, the guard), {r['loop_steps']} steps after the first. GFLOPS of a loop = its "
+             f"averaging, logging, the guard), {r['loop_steps']} steps after {r.get('loop_warmup', 1)} untimed ones. GFLOPS of a loop = its "
              "audio rate x the bare step's GFLOP per audio second (padding is extra work, not counted).", "",
              "| row | threads | audio s / step | s / step | audio s / s | GFLOPS | of fp32 roofline | of bf16 roofline |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -331,7 +336,9 @@ def write_results(result: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="small")
-    ap.add_argument("--steps", type=int, default=20, help="timed loop steps per loop row")
+    ap.add_argument("--steps", type=int, default=40, help="timed loop steps per loop row")
+    ap.add_argument("--loop-warmup", type=int, default=40,
+                    help="loop steps before the timed ones (bf16 kernels are built for new shapes)")
     ap.add_argument("--bare-steps", type=int, default=12, help="timed bare steps per variant")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=6, help="utterances in a bare-step batch")
@@ -350,9 +357,11 @@ def main() -> None:
 
     from graft.model.build import load_model_conf
     from graft.train.amp import cpu_capability, resolve_amp
+    from graft.train.kernels import enlarge_kernel_cache
     from graft.train.malloc import keep_freed_memory
 
     torch.set_num_threads(args.threads)
+    kernels = enlarge_kernel_cache()     # process-wide, before the first bf16 product (as steps/train.py)
     allocator = keep_freed_memory()      # process-wide: every row has it (the loop sets it anyway)
     mconf = load_model_conf(args.preset)
     batch = bare_batch(lang_dir, cuts, args.batch, args.seconds, mconf["feature_dim"])
@@ -391,7 +400,8 @@ def main() -> None:
     per_audio = flops / audio
     loops = {}
     for before in (True, False):
-        res = run_loop(cuts, lang_dir, args.preset, args.steps, args.max_duration, args.threads, workdir, before)
+        res = run_loop(cuts, lang_dir, args.preset, args.steps, args.max_duration, args.threads, workdir, before,
+                       args.loop_warmup)
         loops[before] = res
         label = "loop, before (torch dropout, AdamW loop, fp32)" if before else \
             f"loop, fast path ({'bf16' if res['amp'] else 'fp32'})"
@@ -401,7 +411,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     ddp = None
     if not args.no_ddp:
-        ddp = run_ddp(cuts, lang_dir, args.preset, args.steps, args.max_duration, workdir)
+        ddp = run_ddp(cuts, lang_dir, args.preset, args.steps, args.max_duration, workdir, args.loop_warmup)
         g = per_audio * ddp["audio_sec_per_sec"] / 1e9
         rows.append(_row("DDP loop, fast path", "2 x 1", None, None, ddp["audio_sec_per_sec"], g, r32, r16))
         print(rows[-1], flush=True)
@@ -415,12 +425,16 @@ def main() -> None:
     notes.append("loop batches are the sampler's (bucketed, up to --max-duration of audio; the last batches "
                  "of buckets are smaller) with their padding; the bare step's batch is full and unpadded")
     notes.append(allocator + "; process-wide, so the 'before' rows have it too")
+    notes.append(kernels + "; process-wide (fp32 products do not use it)")
+    notes.append(f"loop rows: {args.loop_warmup} steps run before the {args.steps} timed ones (the kernels of "
+                 "new shapes are built then, as in the first part of a training run); the fast path pads "
+                 "batch frames to a multiple of pad_frames_to (conf/train.yaml), the 'before' row to the longest cut")
     notes.append("checkpoints (every 200 steps in the demo) and the epoch-end validation are outside the timed steps")
     n_params = sum(p.numel() for p in make_model(args.preset, vocab, "fast").parameters())
     result = {"preset": args.preset, "params_m": round(n_params / 1e6, 2), "vocab_size": vocab,
               "batch": args.batch, "seconds": args.seconds, "max_duration": args.max_duration,
               "flops_per_step": flops, "flops_per_audio_s": per_audio, "bare_reps": args.bare_steps,
-              "loop_steps": args.steps, "data": source, "amp": auto.describe(), "roofline": roof, "rows": rows,
+              "loop_steps": args.steps, "loop_warmup": args.loop_warmup, "data": source, "amp": auto.describe(), "roofline": roof, "rows": rows,
               "ratios": ratios, "notes": notes, "cpu": _cpu_name(), "cores": os.cpu_count(),
               "capability": cpu_capability(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
               "load_before": load_before, "load_after": round(os.getloadavg()[0], 1),

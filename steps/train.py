@@ -22,6 +22,8 @@ from graft.utils.cli import error_message  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
+    from graft.train.kernels import enlarge_kernel_cache
+    enlarge_kernel_cache()           # before torch runs its first oneDNN product
     from graft.train.options import parse_train_args
     from graft.train.run import run_training
 

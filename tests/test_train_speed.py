@@ -7,6 +7,7 @@ Usage:
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,41 @@ def test_resumed_bf16_run_equals_the_uninterrupted_one(tmp_path, tiny):
     for k, v in a["model_avg"].items():
         assert torch.equal(v, b["model_avg"][k]), k
     assert a["history"]["valid"] == b["history"]["valid"]
+
+
+# ---- fewer batch shapes: padded frames and the kernel cache ---------------------------------
+def test_padding_to_a_multiple_keeps_lengths_and_losses(tiny):
+    """pad_frames_to rounds the batch's frames up; the lengths stay the cuts' own and the model
+    masks the extra frames, so the losses are those of the unpadded batch."""
+    from lhotse import CutSet
+    from lhotse.utils import LOG_EPSILON
+
+    from graft.train.data import AsrDataset
+
+    lang = load_lang_dir(tiny.lang_dir)
+    cuts = CutSet.from_file(tiny.cuts_train).subset(first=4)
+    plain, padded = AsrDataset(lang)[cuts], AsrDataset(lang, pad_frames_to=32)[cuts]
+    longest = int(plain["feature_lens"].max())
+    assert plain["features"].shape[1] == longest
+    assert padded["features"].shape[1] == -(-longest // 32) * 32 > longest
+    assert torch.equal(padded["feature_lens"], plain["feature_lens"])
+    assert torch.equal(padded["features"][:, :longest], plain["features"])
+    assert torch.all(padded["features"][:, longest:] == LOG_EPSILON)
+    model, _ = tiny_model(lang.vocab_size)
+    model.eval()
+    with torch.no_grad():
+        a = model(plain["features"], plain["feature_lens"], plain["tokens"], ctc_weight=0.2)[1]
+        b = model(padded["features"], padded["feature_lens"], padded["tokens"], ctc_weight=0.2)[1]
+    for k in ("simple", "pruned", "ctc"):
+        assert float(b[k]) == pytest.approx(float(a[k]), rel=1e-4), k
+    with pytest.raises(GraftError, match="pad_frames_to"):
+        AsrDataset(lang, pad_frames_to=0)
+
+
+def test_kernel_cache_is_enlarged_unless_the_user_set_it(monkeypatch):
+    from graft.train.kernels import CACHE_VARIABLE, enlarge_kernel_cache
+
+    monkeypatch.delenv(CACHE_VARIABLE, raising=False)
+    assert "16384" in enlarge_kernel_cache() and os.environ[CACHE_VARIABLE] == "16384"
+    monkeypatch.setenv(CACHE_VARIABLE, "99")
+    assert "set by the user" in enlarge_kernel_cache() and os.environ[CACHE_VARIABLE] == "99"

@@ -177,11 +177,17 @@ class AsrDataset(torch.utils.data.Dataset):
     "tokens": list of N token id lists, "cut_ids": list[str], "duration": audio seconds}.
     Cuts are sorted by length, longest first. Cuts without precomputed features (speed
     perturbed copies) get features on the fly from `fbank` (default: stage 2's extractor,
-    graft.data.features.make_extractor, so both kinds match).
+    graft.data.features.make_extractor, so both kinds match). T is the longest cut's frames
+    rounded up to a multiple of `pad_frames_to`: batches then take fewer distinct shapes, and
+    oneDNN's bf16 kernels, made per shape, are reused (graft.train.kernels); the lengths stay
+    the cuts' own, so the model masks the extra frames like any padding.
     """
 
     def __init__(self, lang: LangDir, spec_augment: SpecAugment | None = None,
-                 fbank: Fbank | None = None) -> None:
+                 fbank: Fbank | None = None, pad_frames_to: int = 1) -> None:
+        if pad_frames_to < 1:
+            raise GraftError(f"pad_frames_to must be at least 1, got {pad_frames_to}")
+        self.pad_frames_to = pad_frames_to
         self.lang = lang
         self.spec_augment = spec_augment
         self.fbank = fbank or make_extractor()
@@ -210,7 +216,8 @@ class AsrDataset(torch.utils.data.Dataset):
         feats = [torch.from_numpy(np.asarray(self._features(c), dtype=np.float32)) for c in cut_list]
         lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.int64)
         dim = feats[0].shape[1]
-        batch = torch.full((len(feats), int(lens.max()), dim), LOG_EPSILON, dtype=torch.float32)
+        frames = -(-int(lens.max()) // self.pad_frames_to) * self.pad_frames_to
+        batch = torch.full((len(feats), frames, dim), LOG_EPSILON, dtype=torch.float32)
         for i, f in enumerate(feats):
             batch[i, : f.shape[0]] = f
         if self.spec_augment is not None:

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from graft.data.features import make_extractor
 from graft.train.amp import resolve_amp
+from graft.train.kernels import enlarge_kernel_cache
 from graft.train.malloc import keep_freed_memory
 from graft.train.average import RunningAverage
 from graft.train.checkpoint import (compare_state_dict, latest_checkpoint, prune_step_checkpoints,
@@ -192,7 +193,8 @@ class Trainer:
                            num_frame_masks=10, frames_mask_size=100, max_frames_mask_fraction=0.15,
                            p=0.9) if c.spec_augment else None
         self.spec_augment = spec   # applied from epoch c.spec_augment_from_epoch on (see run)
-        self.train_dataset = AsrDataset(self.lang, spec_augment=spec, fbank=make_extractor(feature_dim))
+        self.train_dataset = AsrDataset(self.lang, spec_augment=spec, fbank=make_extractor(feature_dim),
+                                        pad_frames_to=c.pad_frames_to)
         self.dev_sampler = None
         if c.cuts_dev:
             dev = load_cuts(c.cuts_dev, "dev")
@@ -200,7 +202,7 @@ class Trainer:
             log.info(f"dev cuts {c.cuts_dev}: {dev_report.summary()}")
             if dev_report.kept:
                 self.dev_sampler = make_dev_sampler(dev, c.max_duration, self.dist.world_size, self.dist.rank)
-            self.dev_dataset = AsrDataset(self.lang, spec_augment=None)
+            self.dev_dataset = AsrDataset(self.lang, spec_augment=None, pad_frames_to=c.pad_frames_to)
 
     def _setup_optim(self) -> None:
         c = self.conf
@@ -426,6 +428,7 @@ class Trainer:
 
     def _run(self) -> TrainResult:
         c = self.conf
+        kernels = enlarge_kernel_cache()     # before the first bf16 product of the process
         self._setup_data()
         self._setup_optim()
         ckpt = self._resume()
@@ -454,6 +457,8 @@ class Trainer:
             log.info(f"model: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trainable); "
                      f"{self.dist.world_size} process(es) on {self.dist.device}")
             log.info(self.amp.describe())
+            if self.amp.enabled and self.dist.device.type == "cpu":
+                log.info(kernels)
             if allocator:
                 log.info(allocator)
         self._restore_rng(ckpt)

@@ -53,6 +53,7 @@ class TrainConfig:
     min_cut_duration: float
     max_cut_duration: float
     num_buckets: int
+    pad_frames_to: int
     num_workers: int
     save_every_n: int
     keep_last_k: int
@@ -93,6 +94,7 @@ HELP: dict[str, str] = {
     "min_cut_duration": "drop training cuts shorter than this (seconds)",
     "max_cut_duration": "drop training cuts longer than this (seconds)",
     "num_buckets": "duration buckets of the DynamicBucketingSampler",
+    "pad_frames_to": "pad each batch's frames up to a multiple of this (fewer distinct shapes; 1: no extra padding)",
     "num_workers": "DataLoader workers (0: load batches in the training process)",
     "save_every_n": "write checkpoint-<step>.pt every N batches (0: epoch checkpoints only)",
     "keep_last_k": "keep the last K checkpoint-<step>.pt files",
@@ -166,7 +168,7 @@ _RANGES: dict[str, tuple[float, bool]] = {
     "lr_epochs": (0, False), "clip_grad_norm": (0, False), "prune_range": (1, True),
     "am_scale": (0, True), "lm_scale": (0, True), "simple_loss_scale": (0, True),
     "ctc_weight": (0, True), "spec_augment_from_epoch": (1, True), "min_cut_duration": (0, True),
-    "max_cut_duration": (0, False), "num_buckets": (1, True), "num_workers": (0, True),
+    "max_cut_duration": (0, False), "num_buckets": (1, True), "pad_frames_to": (1, True), "num_workers": (0, True),
     "save_every_n": (0, True), "keep_last_k": (0, True), "average_period": (0, True),
     "log_interval": (0, True),
 }
