@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from graft.data import adapter  # the machinery every corpus adapter shares (stage 1: prepare)
 from graft.data.corpus import Utterance, write_transcripts
+from graft.data.extra_text import extra_lm_sentences
 from graft.data.fortunes import Sentence, fortune_sentences
 from graft.data.tts import (BatchResult, SynthItem, Voice, check_voices, seconds_per_word,
                             synthesize_batch, utterance_settings, voices_for)
@@ -270,8 +271,9 @@ def _run_tasks(tasks: list, jobs: int, total: int, desc: str):
 
 
 def synthesize_corpus(out_dir: str | Path, minutes: dict[str, dict[str, float]], seed: int = 0,
-                      jobs: int = 2) -> dict[str, dict]:
-    """Synthesize the demo corpus into `out_dir/<lang>/`; return the report per language."""
+                      jobs: int = 2, extra_lm_text: str = "none") -> dict[str, dict]:
+    """Synthesize the demo corpus into `out_dir/<lang>/`; return the report per language.
+    `extra_lm_text` (none, text, forms) adds Debian text to lm_text.txt (graft.data.extra_text)."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     states: dict[str, _State] = {}
@@ -302,7 +304,8 @@ def synthesize_corpus(out_dir: str | Path, minutes: dict[str, dict[str, float]],
         log.warning(f"stopped after {MAX_WAVES} synthesis waves")
 
     generation_seconds = time.perf_counter() - t0
-    return {lang: _write_language(st, out_dir / lang, seed, generation_seconds) for lang, st in states.items()}
+    return {lang: _write_language(st, out_dir / lang, seed, generation_seconds, extra_lm_text)
+            for lang, st in states.items()}
 
 
 def _written_splits(st: _State) -> list[str]:
@@ -310,7 +313,26 @@ def _written_splits(st: _State) -> list[str]:
     return ["train", "dev", "test"] + ([UNSEEN] if st.minutes.get(UNSEEN, 0) > 0 else [])
 
 
-def _write_language(st: _State, lang_dir: Path, seed: int, generation_seconds: float) -> dict:
+def _lm_lines(st: _State, selection: dict[str, list[Candidate]], extra: str) -> tuple[list[str], dict]:
+    """lm_text.txt: the clean sentences not synthesized, then (extra: text or forms) Debian text of
+    the language whose lines are not dev/test sentences; word forms are seeded with train and LM
+    words only, never with dev or test words."""
+    sentences, _ = _sentences(st.language)
+    chosen = {c.sentence.text for cands in selection.values() for c in cands}
+    lines = [s.text for s in sentences if s.text not in chosen]
+    if extra == "none":
+        return lines, {}
+    held_out = {c.sentence.text for split, cands in selection.items() if split != "train" for c in cands}
+    vocabulary = {w for s in lines for w in s.split()} | {w for c in selection.get("train", [])
+                                                          for w in c.sentence.text.split()}
+    more, stats = extra_lm_sentences(st.language, vocabulary=vocabulary, word_forms_too=extra == "forms")
+    known = set(lines)
+    lines += [s for s in more if s not in held_out and s not in known]
+    return lines, {"setting": extra, **stats}
+
+
+def _write_language(st: _State, lang_dir: Path, seed: int, generation_seconds: float,
+                    extra_lm_text: str = "none") -> dict:
     lang = st.language
     selection = st.selection()
     chosen = {c.id for cands in selection.values() for c in cands}
@@ -324,8 +346,7 @@ def _write_language(st: _State, lang_dir: Path, seed: int, generation_seconds: f
         for split in _written_splits(st) for c in sorted(selection.get(split, []), key=lambda c: c.id)], lang)
 
     sentences, text_stats = _sentences(lang)
-    used_texts = {st.by_id[uid].sentence.text for uid in chosen}
-    lm_lines = [s.text for s in sentences if s.text not in used_texts]
+    lm_lines, extra_stats = _lm_lines(st, selection, extra_lm_text)
     with atomic_write(lang_dir / "lm_text.txt") as f:
         f.writelines(line + "\n" for line in lm_lines)
 
@@ -356,7 +377,8 @@ def _write_language(st: _State, lang_dir: Path, seed: int, generation_seconds: f
             "utterance_ids": {uid: st.failed[uid] for uid in sorted(attempted)},
             "sentences": dict(text_stats),
         },
-        "sentences": {"clean": len(sentences), "in_corpus": len(chosen), "lm_text": len(lm_lines)},
+        "sentences": {"clean": len(sentences), "in_corpus": len(chosen), "lm_text": len(lm_lines),
+                      "extra_lm_text": extra_stats},
         "shortfall_minutes": shortfall,
         "resumed_utterances": st.resumed,
         "synthesized_utterances": st.synthesized,
@@ -399,6 +421,10 @@ def add_synthesize_command(sub: argparse._SubParsersAction) -> None:
                              help=f"{lang} {split} audio in minutes (default: %(default)s)"
                              + ("; read by the held-out voices only, 0 = no voice-disjoint test set"
                                 if split == UNSEEN else ""))
+    syn.add_argument("--extra-lm-text", choices=("none", "text", "forms"), default="none",
+                     help="add Debian text of the language to lm_text.txt: none, text (running text), forms "
+                          "(running text and the inflected forms of its words; graft.data.extra_text) "
+                          "(default: %(default)s)")
     syn.set_defaults(func=_cmd_synthesize)
 
 
@@ -411,7 +437,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> None:
                 raise GraftError(f"--{lang}-{OPTION_NAME.get(split, split)}-minutes must be >= 0, got {m:g}")
     if args.jobs < 1:
         raise GraftError(f"--jobs must be >= 1, got {args.jobs}")
-    synthesize_corpus(args.out_dir, minutes, seed=args.seed, jobs=args.jobs)
+    synthesize_corpus(args.out_dir, minutes, seed=args.seed, jobs=args.jobs, extra_lm_text=args.extra_lm_text)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,7 +13,7 @@ from corpus_fixtures import graft_tree, run_recipe
 
 TINY = ["--en-train-minutes", "1.5", "--en-dev-minutes", "0.4", "--en-test-minutes", "0.4",
         "--cs-train-minutes", "1.5", "--cs-dev-minutes", "0.4", "--cs-test-minutes", "0.4",
-        "--en-unseen-minutes", "0.4", "--cs-unseen-minutes", "0.4",
+        "--en-unseen-minutes", "0.4", "--cs-unseen-minutes", "0.4", "--extra-lm-text", "none",
         "--cs-train-subsets", "0.5 1", "--vocab-size", "60", "--stop-stage", "3"]
 
 

@@ -30,7 +30,7 @@ force=false                 # re-run stages even when their inputs and options a
 nj=2                        # parallel jobs (synthesis, features, lattices)
 seed=0                      # corpus selection and subset seed
 dl_dir=data/corpus          # where stage 0 writes the synthesized corpus
-en_train_minutes=130        # English train audio (minutes)
+en_train_minutes=200        # English train audio (minutes)
 en_dev_minutes=15           # English dev audio (minutes)
 en_test_minutes=15          # English test audio (minutes)
 cs_train_minutes=100        # Czech train audio, all (minutes)
@@ -38,13 +38,14 @@ cs_dev_minutes=10           # Czech dev audio (minutes)
 cs_test_minutes=15          # Czech test audio (minutes)
 en_unseen_minutes=10        # English test_unseen audio (minutes), read by held-out voices only; 0 = none
 cs_unseen_minutes=10        # Czech test_unseen audio (minutes), read by held-out voices only; 0 = none
+extra_lm_text=forms         # Debian text added to the LM text: none, text, forms (text + inflected forms; Czech)
 cs_train_subsets="15 30 60" # nested Czech train subsets (minutes) besides "all"
 vocab_size=150              # BPE vocabulary size (each language): 500 did not leave the CTC plateau in budget
 lm_order=3                  # n-gram order of the word LM
 model_conf=small            # model preset (conf/model/*.yaml)
 max_duration=30             # seconds of audio per batch (per process): ~320 steps per English epoch
 train_nproc=1               # training processes (>1: DDP via torchrun, one thread each)
-num_epochs=9                # English source model epochs (~1.6 min each on 2 cores)
+num_epochs=8                # English source model epochs (~1.7 min each on 2 cores with bf16)
 train_opts="--ctc-weight 0.2 --warm-steps 200 --lr-steps 1000 --lr-epochs 5 --spec-augment false" # English; CTC head for HLG
 source_exp=                 # stage 5's source model (default: this recipe's English model, exp/en_<model_conf>)
 grid=demo                   # stage 5's transfer grid: conf/grid/<grid>.yaml (demo_full: every size + ablation)
@@ -72,7 +73,7 @@ if stage_in 0; then
   corpus_stage demo $dl_dir "en cs" "" --seed $seed --jobs $nj \
     --en-train-minutes $en_train_minutes --en-dev-minutes $en_dev_minutes --en-test-minutes $en_test_minutes \
     --cs-train-minutes $cs_train_minutes --cs-dev-minutes $cs_dev_minutes --cs-test-minutes $cs_test_minutes \
-    --en-unseen-minutes $en_unseen_minutes --cs-unseen-minutes $cs_unseen_minutes
+    --en-unseen-minutes $en_unseen_minutes --cs-unseen-minutes $cs_unseen_minutes --extra-lm-text $extra_lm_text
 fi
 if stage_in 1; then
   manifests_stage demo $dl_dir en "" $seed
