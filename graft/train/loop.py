@@ -31,6 +31,15 @@ running average, RNG states (per rank) and the position inside the epoch (the sa
 re-created for that epoch and the batches already done are skipped), so a killed run loses
 only the steps after its last checkpoint. With --num-workers 0 a resumed run repeats the
 uninterrupted one exactly; with workers, augmentation randomness in the workers differs.
+
+Early stopping (--early-stop-patience P > 0, needs --cuts-dev): after each epoch's validation
+loss, the dev cuts are decoded by transducer greedy search (the current weights, eval, fp32,
+no gradients; graft.train.early_stop) and the dev WER is recorded in history["dev_wer"] as
+[epoch, step, audio_minutes_seen, wer] (audio minutes: the training audio of every batch so
+far, all ranks), in the log line and in exp_dir/dev_wer.json. When the WER has not improved on
+its best for P epochs the run stops after writing that epoch's checkpoint, finished; the best
+epoch and the audio minutes up to it go to params.json ("early_stop"). The state comes from the
+checkpoint's history, so a resumed run keeps its best WER and its count of epochs since.
 """
 from __future__ import annotations
 
@@ -56,15 +65,16 @@ from graft.train.average import RunningAverage
 from graft.train.checkpoint import (compare_state_dict, latest_checkpoint, prune_step_checkpoints,
                                     read_checkpoint, remove_stale_temporaries, save_checkpoint)
 from graft.lang.langdir import LangDir
-from graft.train.data import (AsrDataset, add_speed_perturbed, filter_cuts, load_cuts,
+from graft.train.data import (AsrDataset, add_speed_perturbed, cut_text, filter_cuts, load_cuts,
                               make_dev_sampler, make_loader, make_train_sampler)
 from graft.train.ddp import (DistInfo, all_gather_object, all_reduce_max, all_reduce_sum,
                              init_distributed, wrap_model)
+from graft.train.early_stop import EarlyStop, greedy_hypotheses, word_errors, write_summary
 from graft.train.optim import build_optimizer, clip_grad_norm
 from graft.train.options import TrainConfig
 from graft.train.plot import plot_losses
 from graft.train.rng import rng_state, seed_everything, set_rng_state
-from graft.train.run_info import write_params
+from graft.train.run_info import update_params, write_params
 from graft.train.schedule import WarmupEdenLR, loss_scales
 from graft.utils.errors import GraftError
 from graft.utils.io import atomic_write
@@ -89,6 +99,7 @@ class TrainResult:
     skipped_batches: dict[str, int] = field(default_factory=dict)
     last_checkpoint: str | None = None
     history: dict[str, list] = field(default_factory=dict)
+    stopped_early: bool = False          # --early-stop-patience: dev WER stopped improving (finished too)
 
 
 def encoder_frames_fn(model: nn.Module) -> Callable[[int], int]:
@@ -147,6 +158,9 @@ class Trainer:
         self.skips_in_a_row = 0
         self.cuts_seen = 0
         self.history: dict[str, list] = {"train": [], "valid": []}
+        self.audio_seconds_done = 0.0    # training audio of all ranks up to the last epoch end or checkpoint
+        self.audio_seconds_local = 0.0   # this rank's training audio since then
+        self.early = EarlyStop(conf.early_stop_patience)
         self.resumed_from: str | None = None
         self.last_checkpoint: str | None = None
         self.tb = None
@@ -203,6 +217,11 @@ class Trainer:
             if dev_report.kept:
                 self.dev_sampler = make_dev_sampler(dev, c.max_duration, self.dist.world_size, self.dist.rank)
             self.dev_dataset = AsrDataset(self.lang, spec_augment=None, pad_frames_to=c.pad_frames_to)
+            self.dev_refs = {cut.id: cut_text(cut).split() for cut in dev}
+        if c.early_stop_patience > 0 and self.dev_sampler is None:
+            raise GraftError(f"--early-stop-patience {c.early_stop_patience} needs dev cuts to decode, but "
+                             f"{c.cuts_dev or '--cuts-dev'} gives none: pass --cuts-dev "
+                             "data/fbank/<lang>/cuts_dev.jsonl.gz, or --early-stop-patience 0")
 
     def _setup_optim(self) -> None:
         c = self.conf
@@ -246,6 +265,8 @@ class Trainer:
         self.step, self.epoch, self.batches_done = int(prog["step"]), int(prog["epoch"]), int(prog["batches_done"])
         self.skipped = Counter(ckpt.get("skipped", {}))
         self.history = ckpt.get("history") or {"train": [], "valid": []}
+        self.audio_seconds_done = float(prog.get("audio_seconds", 0.0))
+        self.early = EarlyStop.from_history(self.history.get("dev_wer", []), self.conf.early_stop_patience)
         if int(ckpt.get("world_size", 1)) != self.dist.world_size and self.batches_done:
             log.warning(f"{path} was written with {ckpt.get('world_size')} processes, now "
                         f"{self.dist.world_size}: epoch {self.epoch + 1} restarts from its first batch")
@@ -272,7 +293,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "sampler": self.train_sampler.state_dict(),
             "progress": {"step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
-                         "num_epochs": self.conf.num_epochs},
+                         "num_epochs": self.conf.num_epochs, "audio_seconds": self.audio_seconds_done},
             "skipped": dict(self.skipped), "history": self.history,
             "model_conf": self.model_conf, "lang": self.lang.info(), "train_conf": self.conf.to_dict(),
             "world_size": self.dist.world_size, "extra": self.checkpoint_extra,
@@ -281,6 +302,7 @@ class Trainer:
     def _save(self, name: str) -> None:
         """Write exp_dir/<name> (rank 0); every rank contributes its RNG state."""
         rngs = all_gather_object(rng_state(), self.dist)
+        self._sum_audio_seconds()
         if self.dist.distributed:
             self._check_ranks_in_sync()
         if self.dist.is_main:
@@ -406,6 +428,54 @@ class Trainer:
                 self.tb.add_scalar("valid/loss", loss, self.step)
         return loss
 
+    def _sum_audio_seconds(self) -> float:
+        """Fold every rank's training audio since the last call into audio_seconds_done (all ranks
+        call it together: at checkpoints); returns the total in seconds."""
+        local = torch.tensor([self.audio_seconds_local], dtype=torch.float64)
+        self.audio_seconds_done += float(all_reduce_sum(local, self.dist).item())
+        self.audio_seconds_local = 0.0
+        return self.audio_seconds_done
+
+    @torch.no_grad()
+    def _dev_wer(self) -> float:
+        """Greedy-search WER (percent) of the current weights on the dev cuts, all ranks' shares."""
+        loader = make_loader(self.dev_dataset, self.dev_sampler, num_workers=self.conf.num_workers,
+                             seed=self.conf.seed)
+        try:
+            hyps = greedy_hypotheses(self.model, loader, self.lang.id2token, self.dist.device)
+        finally:
+            self.model.train()
+        refs = {uid: self.dev_refs[uid] for uid in hyps}
+        counts = torch.tensor(word_errors(refs, hyps), dtype=torch.float64)
+        errors, words = all_reduce_sum(counts, self.dist).tolist()
+        return 100.0 * errors / words if words else 0.0
+
+    def _record_dev_wer(self) -> None:
+        """After an epoch (self.epoch already counts it): dev WER into the history, the log,
+        tensorboard and the early-stop state."""
+        t0 = time.time()
+        wer = self._dev_wer()
+        minutes = self.audio_seconds_done / 60.0
+        row = [self.epoch, self.step, round(minutes, 3), round(wer, 4)]
+        self.early.add(row)
+        self.history["dev_wer"] = self.early.history
+        if self.dist.is_main:
+            best = self.early.best
+            log.info(f"epoch {self.epoch} dev WER {wer:.2f} % (greedy, {time.time() - t0:.1f} s) after "
+                     f"{minutes:.1f} min of training audio; best {best[3]:.2f} % at epoch {int(best[0])}, "
+                     f"{self.early.epochs_since_best} epoch(s) since (patience {self.early.patience})")
+            if self.tb is not None:
+                self.tb.add_scalar("valid/wer", wer, self.step)
+
+    def _write_early_stop(self, done: bool) -> None:
+        """dev_wer.json after every epoch; at the end also params.json's "early_stop" (rank 0)."""
+        if not self.dist.is_main or self.conf.early_stop_patience <= 0:
+            return
+        write_summary(self.exp_dir, self.early, self.conf.num_epochs, done)
+        if done:
+            summary = self.early.summary(self.conf.num_epochs, done)
+            update_params(self.exp_dir, {"early_stop": {k: v for k, v in summary.items() if k != "history"}})
+
     def _budget_reached(self) -> bool:
         if self.conf.max_minutes is None:
             return False
@@ -434,6 +504,12 @@ class Trainer:
         ckpt = self._resume()
         if self.epoch >= c.num_epochs:
             log.info(f"{self.exp_dir}: all {c.num_epochs} epochs are done (step {self.step}); nothing to do")
+            self._write_early_stop(done=True)
+            return self._result(finished=True, stopped=False)
+        if self.early.should_stop:
+            log.info(f"{self.exp_dir}: stopped early at epoch {self.epoch} (dev WER best at epoch "
+                     f"{int(self.early.best[0])}, patience {c.early_stop_patience}); nothing to do")
+            self._write_early_stop(done=True)
             return self._result(finished=True, stopped=False)
         self.ddp_model = wrap_model(self.model, self.dist)
         allocator = keep_freed_memory() if self.dist.device.type == "cpu" else None
@@ -479,6 +555,7 @@ class Trainer:
                 norm = self._train_step(batch, stats)
                 grad_norm = norm if norm is not None else grad_norm
                 self.cuts_seen += len(batch["cut_ids"])
+                self.audio_seconds_local += float(batch["duration"])
                 self.step += 1
                 self.batches_done += 1
                 if c.average_period > 0 and self.step % c.average_period == 0:
@@ -509,8 +586,18 @@ class Trainer:
             self._validate()
             self.epoch += 1
             self.batches_done = 0
+            if c.early_stop_patience > 0:
+                self._sum_audio_seconds()
+                self._record_dev_wer()
             self._save(f"epoch-{self.epoch}.pt")
-        finished = self.epoch >= c.num_epochs
+            self._write_early_stop(done=self.epoch >= c.num_epochs or self.early.should_stop)
+            if self.early.should_stop:
+                if self.dist.is_main:
+                    log.info(f"early stop after epoch {self.epoch}: no dev WER below "
+                             f"{self.early.best[3]:.2f} % (epoch {int(self.early.best[0])}) for "
+                             f"{c.early_stop_patience} epoch(s); decode epoch {int(self.early.best[0])}")
+                break
+        finished = self.epoch >= c.num_epochs or self.early.should_stop
         if self.dist.is_main:
             png = plot_losses(self.history, self.exp_dir / "loss.png", title=str(self.exp_dir))
             if png:
@@ -521,7 +608,7 @@ class Trainer:
 
     def _result(self, finished: bool, stopped: bool) -> TrainResult:
         return TrainResult(self.exp_dir, self.step, self.epoch, finished, stopped, self.resumed_from,
-                           dict(self.skipped), self.last_checkpoint, self.history)
+                           dict(self.skipped), self.last_checkpoint, self.history, self.early.should_stop)
 
 
 def train(model: nn.Module, conf: TrainConfig, lang: LangDir, model_conf: dict[str, Any], *,

@@ -36,6 +36,7 @@ class TrainConfig:
     num_epochs: int
     max_duration: float
     max_minutes: float | None
+    early_stop_patience: int
     base_lr: float
     weight_decay: float
     warm_steps: int
@@ -77,6 +78,8 @@ HELP: dict[str, str] = {
     "num_epochs": "number of epochs",
     "max_duration": "seconds of audio per batch (per process)",
     "max_minutes": "wall-clock budget in minutes: stop cleanly with a checkpoint; run again to continue",
+    "early_stop_patience": "stop when the greedy dev WER (computed after each epoch on --cuts-dev) has not "
+                           "improved on its best for this many epochs (0: off, no dev WER)",
     "base_lr": "peak learning rate of AdamW",
     "weight_decay": "AdamW weight decay (not applied to biases and norms)",
     "warm_steps": "batches of linear LR warm-up and of pruned-loss warm-up",
@@ -164,6 +167,7 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
 # option -> (lowest allowed, whether the lowest itself is allowed): malformed values are errors.
 _RANGES: dict[str, tuple[float, bool]] = {
     "num_epochs": (1, True), "max_duration": (0, False), "max_minutes": (0, False),
+    "early_stop_patience": (0, True),
     "base_lr": (0, False), "weight_decay": (0, True), "warm_steps": (0, True), "lr_steps": (0, False),
     "lr_epochs": (0, False), "clip_grad_norm": (0, False), "prune_range": (1, True),
     "am_scale": (0, True), "lm_scale": (0, True), "simple_loss_scale": (0, True),

@@ -54,3 +54,16 @@ def write_params(exp_dir: str | Path, params: dict[str, Any]) -> Path:
         json.dump({"versions": versions(), **params}, f, indent=2, default=str)
         f.write("\n")
     return path
+
+
+def update_params(exp_dir: str | Path, extra: dict[str, Any]) -> Path:
+    """Merge `extra` into exp_dir/params.json (atomically); e.g. a run's result when it ends.
+
+    Usage: update_params("exp/cs_scratch_converged_15m", {"early_stop": {...}})"""
+    path = Path(exp_dir) / "params.json"
+    params = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    params.update(extra)
+    with atomic_write(path) as f:
+        json.dump(params, f, indent=2, default=str)
+        f.write("\n")
+    return path
