@@ -5,10 +5,17 @@ Usage:
     steps/grid.py --grid demo --fbank-dir data/fbank/cs [--sizes "15m 30m"] [--budget-minutes 90]
 
 Prints tab-separated lines `name group preset split epochs minutes methods train_opts` for
-every model of the grid (group: transfer, scratch or ablation; preset `-` for scratch; methods
-comma-separated), read by utils/recipe_stages.sh's grid stages. Epochs come from the train
-manifest's duration: ceil(budget_minutes / minutes of cuts_<split>), at least 1, so every model
-sees the same minutes of audio. A size whose manifest is missing is an error naming stage 1-2.
+every model of the grid (group: transfer, scratch, scratch_converged or ablation; preset `-` for
+scratch; methods comma-separated), read by utils/recipe_stages.sh's grid stages. Epochs come
+from the train manifest's duration: ceil(budget_minutes / minutes of cuts_<split>), at least 1,
+so every model sees the same minutes of audio. A size whose manifest is missing is an error
+naming stage 1-2.
+
+The optional key `scratch_converged: {size: 15m, max_budget_factor: 8, patience: 2}` (null or
+absent: none; size null: none unless --scratch-converged names one) adds the model
+`scratch_converged_<size>`: from scratch, trained until its greedy dev WER has not improved for
+`patience` epochs (`--early-stop-patience`), at most max_budget_factor x the budget, i.e.
+ceil(factor x budget_minutes / minutes of cuts_<split>) epochs.
 """
 from __future__ import annotations
 
@@ -25,6 +32,8 @@ from graft.utils.conf import CONF_DIR
 from graft.utils.errors import GraftError, require_file
 
 KEYS = {"budget_minutes", "sizes", "presets", "scratch", "ablation", "methods", "ablation_methods", "train_opts"}
+OPTIONAL_KEYS = {"scratch_converged"}   # absent = null
+CONVERGED_KEYS = {"size", "max_budget_factor", "patience"}
 
 
 @dataclass
@@ -50,12 +59,61 @@ def load_grid(name: str) -> dict:
         choices = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
         raise GraftError(f"no grid {path} (grids: {', '.join(choices)})")
     grid = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    unknown, missing = set(grid) - KEYS, KEYS - set(grid)
+    unknown, missing = set(grid) - KEYS - OPTIONAL_KEYS, KEYS - set(grid)
     if unknown or missing:
         raise GraftError(f"{path}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
     if not grid["presets"]:
         raise GraftError(f"{path}: presets is empty (the first preset is the main transfer)")
+    grid["scratch_converged"] = check_converged(grid.get("scratch_converged"), str(path))
     return grid
+
+
+def check_converged(value: object, where: str) -> dict | None:
+    """The grid's scratch_converged mapping checked (None when null); GraftError naming `where`.
+
+    Usage: check_converged({"size": "15m", "max_budget_factor": 8, "patience": 2}, "conf/grid/x.yaml")"""
+    if value is None:
+        return None
+    example = "{size: 15m, max_budget_factor: 8, patience: 2}"
+    if not isinstance(value, dict) or set(value) != CONVERGED_KEYS:
+        raise GraftError(f"{where}: scratch_converged must be null or {example}, got {value!r}")
+    try:
+        factor, patience = float(value["max_budget_factor"]), int(value["patience"])
+    except (TypeError, ValueError):
+        raise GraftError(f"{where}: scratch_converged needs a number max_budget_factor and an integer "
+                         f"patience, e.g. {example}; got {value!r}") from None
+    if not factor >= 1 or patience < 1 or patience != value["patience"]:
+        raise GraftError(f"{where}: scratch_converged needs max_budget_factor >= 1 and an integer "
+                         f"patience >= 1, got {value!r}")
+    size = None if value["size"] in (None, "", "none") else str(value["size"])
+    return {"size": size, "max_budget_factor": factor, "patience": patience}
+
+
+def apply_converged_option(grid: dict, spec: str) -> None:
+    """--scratch-converged SPEC into `grid`: "none", "SIZE" (the grid's factor and patience) or
+    "SIZE:FACTOR:PATIENCE".
+
+    Usage: apply_converged_option(grid, "15m")"""
+    parts = spec.strip().split(":")
+    if parts == ["none"]:
+        grid["scratch_converged"] = None
+        return
+    if len(parts) == 3:
+        value = {"size": parts[0], "max_budget_factor": parts[1], "patience": parts[2]}
+        try:
+            value["patience"] = int(parts[2])
+        except ValueError:
+            pass
+        grid["scratch_converged"] = check_converged(value, "--scratch-converged")
+        return
+    if len(parts) != 1 or not parts[0]:
+        raise GraftError(f"--scratch-converged takes none, SIZE or SIZE:FACTOR:PATIENCE (e.g. 15m or 15m:8:2), "
+                         f"got {spec!r}")
+    conv = grid.get("scratch_converged")
+    if conv is None:
+        raise GraftError(f"--scratch-converged {spec}: this grid has scratch_converged: null, so it has no "
+                         f"max_budget_factor and patience: give them, e.g. --scratch-converged {parts[0]}:8:2")
+    grid["scratch_converged"] = {**conv, "size": parts[0]}
 
 
 def split_of(size: str) -> str:
@@ -79,7 +137,8 @@ def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[Gri
     methods, ab_methods = grid["methods"].split(), grid["ablation_methods"].split()
     minutes_cache: dict[str, float] = {}
 
-    def model(name: str, group: str, preset: str, size: str, meth: list[str]) -> GridModel | None:
+    def model(name: str, group: str, preset: str, size: str, meth: list[str],
+              factor: float = 1.0, extra_opts: str = "") -> GridModel | None:
         split = split_of(size)
         if split not in minutes_cache:
             try:
@@ -92,8 +151,8 @@ def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[Gri
         mins = minutes_cache[split]
         if mins <= 0:
             return None
-        return GridModel(name, group, preset, split, max(1, math.ceil(budget / mins)), round(mins, 1), meth,
-                         grid["train_opts"])
+        return GridModel(name, group, preset, split, max(1, math.ceil(factor * budget / mins)), round(mins, 1),
+                         meth, (grid["train_opts"] + extra_opts).strip())
 
     out: list[GridModel] = []
     for size in [str(s) for s in grid["sizes"]]:
@@ -101,6 +160,10 @@ def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[Gri
             out.append(model(f"scratch_{size}", "scratch", "-", size, methods))
         for preset in grid["presets"]:
             out.append(model(f"transfer_{preset}_{size}", "transfer", preset, size, methods))
+    conv = grid.get("scratch_converged")
+    if conv and conv["size"]:  # after the equal-budget models: it trains longest
+        out.append(model(f"scratch_converged_{conv['size']}", "scratch_converged", "-", conv["size"], methods,
+                         conv["max_budget_factor"], f" --early-stop-patience {conv['patience']}"))
     out = [m for m in out if m is not None]
     ab = grid["ablation"] or {}
     for preset in ab.get("presets") or []:
@@ -119,6 +182,9 @@ def main() -> None:
     p.add_argument("--fbank-dir", required=True, type=Path, help="the target's stage-2 features, e.g. data/fbank/cs")
     p.add_argument("--sizes", default="", help="override the grid's sizes, e.g. '15m all'")
     p.add_argument("--budget-minutes", type=float, default=None, help="override the grid's budget")
+    p.add_argument("--scratch-converged", default=None, metavar="SPEC",
+                   help="the from-scratch model trained until its dev WER stops improving: none, SIZE (with the "
+                        "grid's max_budget_factor and patience) or SIZE:FACTOR:PATIENCE, e.g. 15m or 15m:8:2")
     p.add_argument("--allow-missing", action="store_true", help="leave out sizes without features (listing for stages 6-7)")
     args = p.parse_args()
     grid = load_grid(args.grid)
@@ -126,6 +192,8 @@ def main() -> None:
         grid["sizes"] = args.sizes.split()
     if args.budget_minutes is not None:
         grid["budget_minutes"] = args.budget_minutes
+    if args.scratch_converged is not None:
+        apply_converged_option(grid, args.scratch_converged)
     for m in expand(grid, args.fbank_dir, args.allow_missing):
         print(m.line())
 

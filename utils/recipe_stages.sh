@@ -29,6 +29,16 @@ last_epoch() {
   echo "$best"
 }
 
+# decode_epoch EXP: the epoch stages 6-8 use: for a run that stopped on its dev WER
+# (EXP/dev_wer.json, --early-stop-patience) its best epoch, else the last (empty when none).
+decode_epoch() {
+  if [ -f "$1/dev_wer.json" ]; then
+    python -m graft.train.early_stop decode-epoch "$1" || exit 1
+  else
+    last_epoch "$1"
+  fi
+}
+
 # corpus_stage CORPUS DL_DIR "LANGS" "INPUTS" [download options...]: stage 0, complete when every
 # language's report.json (written last by the adapter) exists. INPUTS: files the corpus is made
 # from (e.g. a transcript table), so that editing them re-runs the stage.
@@ -93,9 +103,15 @@ train_launcher() {
 # the same experiment (e.g. more epochs) or stop with the reason (another model or lang dir:
 # use another exp dir, or --force true to start it afresh).
 train_stage() {
-  local lang=$1 vocab=$2 exp=$3 split=$4 epochs=$5
-  shift 5
-  step "stage4_train_$(basename $exp)" "$exp/epoch-$epochs.pt" \
+  train_stage_to "$3/epoch-$5.pt" "$@"
+}
+
+# train_stage_to OUTPUT LANG VOCAB EXP SPLIT EPOCHS [steps/train.py options...]: train_stage whose
+# step is done when OUTPUT exists, e.g. EXP/dev_wer.json for a run that may stop early.
+train_stage_to() {
+  local out=$1 lang=$2 vocab=$3 exp=$4 split=$5 epochs=$6
+  shift 6
+  step "stage4_train_$(basename $exp)" "$out" \
     --inputs "data/fbank/$lang/cuts_$split.jsonl.gz $(lang_dir $lang $vocab)/tokens.txt" --clear-on-force "$exp" \
     $(train_launcher) $GRAFT_ROOT/steps/train.py --cuts-train data/fbank/$lang/cuts_$split.jsonl.gz \
       --cuts-dev data/fbank/$lang/cuts_dev.jsonl.gz --lang-dir $(lang_dir $lang $vocab) \
@@ -126,7 +142,8 @@ grid_models() {
 
 # grid_stage SRC_EXP LANG VOCAB EXP_PREFIX GRID "TRAIN_OPTS" SOURCE_AVG [steps/grid.py options...]:
 # stage 5, every model of the grid (scratch baselines with train_stage, transfers with
-# transfer_stage) into exp/<EXP_PREFIX>_<name>/. TRAIN_OPTS go to every model (after the grid's
+# transfer_stage) into exp/<EXP_PREFIX>_<name>/; the scratch_converged model stops on its dev WER,
+# so its step is done when its dev_wer.json says so (not at its last epoch). TRAIN_OPTS go to every model (after the grid's
 # own train_opts); the transfers start from the source's last epoch averaged over SOURCE_AVG
 # epochs (at most all of them).
 grid_stage() {
@@ -142,6 +159,9 @@ grid_stage() {
     log "grid $grid: ${prefix}_$name ($group, $split = $mins min, $epochs epochs)"
     if [ "$group" = scratch ]; then  # the source's architecture, trained from scratch
       train_stage $lang $vocab exp/${prefix}_$name $split $epochs --model-conf $src/model.yaml $opts $extra
+    elif [ "$group" = scratch_converged ]; then  # the same, until its dev WER stops improving
+      train_stage_to exp/${prefix}_$name/dev_wer.json $lang $vocab exp/${prefix}_$name $split $epochs \
+        --model-conf $src/model.yaml $opts $extra
     else
       transfer_stage $src $lang $vocab exp/${prefix}_$name $split $epochs $preset $opts $extra $source_opts
     fi
@@ -151,11 +171,12 @@ grid_stage() {
 # decode_stage EXP LANG VOCAB LM_ORDER "METHODS" AVG [steps/decode.py options...]: stage 6,
 # LANG's dev and test (and test_unseen when its features exist) with the last epoch of EXP
 # averaged over AVG epochs (at most all of them; other settings: conf/decode.yaml, overridden
-# by the options).
+# by the options). A run that stopped on its dev WER is decoded at its best epoch instead
+# (decode_epoch), averaged the same way over the AVG epochs up to it.
 decode_stage() {
   local exp=$1 lang=$2 vocab=$3 order=$4 methods=$5 avg=$6 epoch split sets="" cuts=""
   shift 6
-  epoch=$(last_epoch $exp)
+  epoch=$(decode_epoch $exp)
   if [ -z "$epoch" ]; then
     log "stage 6: $exp has no epoch-N.pt (train it first: stage 4 or 5); not decoded"
     return 0
@@ -176,7 +197,7 @@ decode_stage() {
 # decode_root EXP AVG: the decode dir stage 6 writes for EXP (empty when EXP has no epoch).
 decode_root() {
   local epoch avg=$2
-  epoch=$(last_epoch $1)
+  epoch=$(decode_epoch $1)
   [ -n "$epoch" ] || return 0
   [ "$avg" -gt "$epoch" ] && avg=$epoch
   echo "$1/decode_epoch${epoch}_avg$avg"
@@ -273,12 +294,13 @@ score_models() {
 
 # export_models "MODELS" VOCAB LM_ORDER AVG: stage 8, every line of recipe_models to an ONNX
 # folder that sherpa-onnx runs (steps/export_onnx.py: the last epoch averaged as in stage 6,
-# checked against torch, the LM dir's HLG.fst beside it) -> exp/<model>/export/epoch<E>_avg<A>/.
+# checked against torch, the LM dir's HLG.fst beside it) -> exp/<model>/export/epoch<E>_avg<A>/
+# (E: decode_epoch, the best epoch of a run that stopped on its dev WER).
 export_models() {
   local models=$1 vocab=$2 order=$3 avg=$4 exp lang group mins methods epoch a
   while IFS=$'\t' read -r exp lang group mins methods; do
     [ -n "$exp" ] || continue
-    epoch=$(last_epoch $exp)
+    epoch=$(decode_epoch $exp)
     if [ -z "$epoch" ]; then log "stage 8: $exp has no model yet; not exported"; continue; fi
     a=$avg; [ "$a" -gt "$epoch" ] && a=$epoch
     local out=$exp/export/epoch${epoch}_avg$a lm=$(lm_dir $lang $vocab $order)
