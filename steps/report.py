@@ -17,9 +17,15 @@ below the tables; a missing PNG is an error.
 Below the tables, "Differences": every comparison's test WER difference with a paired
 bootstrap 95 % confidence interval over the test utterances (graft.score.report.comparison_rows;
 --bootstrap 0 leaves them out): each --compare GROUP_A:GROUP_B at the same training minutes and
-method (default: transfer:scratch and ablation:transfer), and LM vs no LM (LM weight 0.0) for
+method (default: transfer:scratch, transfer:scratch_converged and ablation:transfer), and LM vs no LM (LM weight 0.0) for
 the methods with an LM sweep (--no-lm-comparison leaves that out). Pairings whose models or
 per-utterance files are missing are skipped.
+
+Each model of group scratch_converged (trained until its dev WER stopped improving; the grid's
+scratch_converged key) gets a section (graft.score.converged): its dev WER per epoch against the
+training audio seen (a table, and <out stem>_<label>_dev_wer.png beside --out), the transfer
+model of the same minutes as the reference, transfer's gain at equal compute, and the compute
+scratch needed to reach the transfer's dev WER, or that it never did within its cap.
 
 --stage-times LOG_DIR appends the wall time of every step and stage, from the step logs
 (steps/stage_times.py writes the same table as markdown + JSON + PNG elsewhere), with its bar
@@ -35,6 +41,7 @@ from pathlib import Path
 from graft.score.report import (DEFAULT_PAIRINGS, Experiment, comparison_rows, comparisons_markdown,
                                 parse_pairing, parse_stage_of, plot_stage_times, plot_wer_vs_size,
                                 read_step_logs, results_markdown, stage_times_markdown)
+from graft.score.converged import converged_markdown
 from graft.utils.cli import run_main
 from graft.utils.errors import GraftError, require_file
 from graft.utils.io import atomic_path, atomic_write
@@ -66,7 +73,7 @@ def main() -> None:
     p.add_argument("--bootstrap-seed", type=int, default=0)
     p.add_argument("--compare", action="append", default=[], metavar="GROUP_A:GROUP_B",
                    help="compare each model of group A with group B's at the same minutes "
-                        "(default: transfer:scratch and ablation:transfer)")
+                        "(default: transfer:scratch, transfer:scratch_converged and ablation:transfer)")
     p.add_argument("--no-lm-comparison", action="store_true", help="leave out LM vs no LM")
     p.add_argument("--stage-times", type=Path, default=None, metavar="LOG_DIR",
                    help="append the wall time per stage from the step logs in LOG_DIR (e.g. exp/log)")
@@ -91,6 +98,9 @@ def main() -> None:
                                lm=not args.no_lm_comparison)
         if rows:
             parts.append(comparisons_markdown(rows))
+    converged = converged_markdown(exps, args.out)
+    if converged:
+        parts.append(converged)
     if plot_wer_vs_size(exps, plot_methods, png):
         parts += [f"![test WER against training minutes]({png.name})", ""]
     for spec in args.figure:

@@ -12,7 +12,9 @@ Differences (`comparison_rows`): test WER of model A minus model B in points, wi
 bootstrap 95 % interval over the test utterances (graft.score.bootstrap; negative: A has fewer
 errors), from the per_utt files at each model's dev-chosen (LM weight, penalty):
   - group A vs group B at the same training minutes, per method (by default transfer vs
-    scratch, and each ablation model vs the main transfer model); B is the first model of its
+    scratch, transfer vs the from-scratch model trained until its dev WER stopped improving
+    (group scratch_converged, graft.score.converged), and each ablation model vs the main
+    transfer model); B is the first model of its
     group at that size in the experiment list (the main preset when several are listed);
   - LM vs no LM for every method with an LM sweep (lattices or n-best lists): the dev-chosen
     pair against LM weight 0.0, penalty 0.0 (the "no LM" column), when 0.0 was in the sweep.
@@ -50,7 +52,7 @@ from graft.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-DEFAULT_PAIRINGS = (("transfer", "scratch"), ("ablation", "transfer"))
+DEFAULT_PAIRINGS = (("transfer", "scratch"), ("transfer", "scratch_converged"), ("ablation", "transfer"))
 LM_KINDS = ("lattice", "nbest")  # decoding outputs re-scored with the LM (an LM-weight sweep)
 NO_LM: tuple[float, float] = (0.0, 0.0)
 
