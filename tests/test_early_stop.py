@@ -20,8 +20,8 @@ from graft.lang.langdir import load_lang_dir as load_lang
 from graft.train import loop
 from graft.train.early_stop import EarlyStop, decode_epoch, read_summary, word_errors
 from graft.train.loop import train
-from graft.train.options import load_train_conf
 from graft.utils.errors import GraftError
+from test_train import tiny_conf as train_conf, tiny_model  # the tiny run and model of test_train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,19 +29,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_conf(tiny, exp_dir: Path, **kw):
-    base = dict(cuts_train=str(tiny.cuts_train), cuts_dev=str(tiny.cuts_dev), lang_dir=str(tiny.lang_dir),
-                exp_dir=str(exp_dir), model_conf="tiny", num_epochs=10, max_duration=10.0, warm_steps=5,
-                save_every_n=0, log_interval=0, average_period=2, early_stop_patience=2)
-    base.update(kw)
-    return load_train_conf(**base)
-
-
-def tiny_model(lang):
-    from graft.model.build import build_model, load_model_conf
-
-    torch.manual_seed(0)
-    conf = load_model_conf("tiny")
-    return build_model(conf, lang.vocab_size, lang.blank_id), conf
+    """test_train's tiny run, with 10 epochs and early stopping after 2 epochs without a gain."""
+    return train_conf(tiny, exp_dir, **{"num_epochs": 10, "save_every_n": 0, "log_interval": 0,
+                                        "early_stop_patience": 2, **kw})
 
 
 def fake_wers(monkeypatch, wers: list[float]) -> list[float]:
