@@ -18,7 +18,7 @@ import torch
 
 from graft.lang.langdir import load_lang_dir as load_lang
 from graft.train import loop
-from graft.train.early_stop import EarlyStop, decode_epoch, read_summary, word_errors
+from graft.train.early_stop import PLATEAU_WER, EarlyStop, decode_epoch, read_summary, word_errors
 from graft.train.loop import train
 from graft.utils.errors import GraftError
 from test_train import tiny_conf as train_conf, tiny_model  # the tiny run and model of test_train
@@ -42,6 +42,18 @@ def fake_wers(monkeypatch, wers: list[float]) -> list[float]:
 
 
 # ---- the rule -------------------------------------------------------------------------------
+def test_epochs_on_the_blank_plateau_do_not_count():
+    """A model at ~100 % WER (all blank) is not stopped however long it stays there; once its best
+    is below PLATEAU_WER the usual patience applies."""
+    s = EarlyStop(patience=2)
+    for epoch, wer in enumerate([100.0, 100.0, 100.0, 99.5, 100.0, 99.7], start=1):
+        s.add([epoch, epoch, 15.0 * epoch, wer])
+    assert PLATEAU_WER <= 99.5 and s.epochs_since_best == 2 and not s.should_stop
+    for epoch, wer in ((7, 90.0), (8, 91.0), (9, 92.0)):
+        s.add([epoch, epoch, 15.0 * epoch, wer])
+    assert s.best[0] == 7 and s.should_stop
+
+
 def test_rule_counts_epochs_since_the_strictly_best():
     s = EarlyStop(patience=2)
     assert s.best is None and not s.should_stop

@@ -4,7 +4,11 @@ and the stop rule; plus the epoch a recipe decodes for such a run.
 The state is derived from the history the checkpoints carry (`history["dev_wer"]`: one
 [epoch, step, audio_minutes_seen, wer] per epoch), so a resumed run knows the best WER and
 the epochs since it without any other record. A run stops when its WER has not improved on its
-best (strictly lower) for `patience` epochs in a row.
+best (strictly lower) for `patience` epochs in a row, once its best is below PLATEAU_WER: a model
+still on the blank plateau (nearly all words deleted, ~100 % WER) is learning (its dev loss
+falls) while its WER cannot show it, so those epochs do not count (measured on the demo: the
+15-minute Czech scratch model sat at 100 % for its first epochs while its dev loss fell 10 %;
+patience 2 stopped it after 3 epochs). The epoch cap (max_budget_factor) still bounds the run.
 
 exp_dir/dev_wer.json (written after every epoch of a run with --early-stop-patience > 0):
     {"patience", "max_epochs", "history": [[epoch, step, minutes, wer], ...],
@@ -30,6 +34,7 @@ from graft.utils.errors import GraftError
 from graft.utils.io import atomic_write
 
 SUMMARY = "dev_wer.json"
+PLATEAU_WER = 95.0  # percent: at or above, the model has not started to transcribe
 
 
 @dataclass
@@ -66,7 +71,10 @@ class EarlyStop:
 
     @property
     def should_stop(self) -> bool:
-        return self.patience > 0 and self.best is not None and self.epochs_since_best >= self.patience
+        """No better WER for `patience` epochs, counted once the best is below PLATEAU_WER."""
+        best = self.best
+        return (self.patience > 0 and best is not None and best[3] < PLATEAU_WER
+                and self.epochs_since_best >= self.patience)
 
     def summary(self, max_epochs: int, done: bool) -> dict[str, Any]:
         """What dev_wer.json holds (see the module docstring)."""
