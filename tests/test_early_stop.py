@@ -54,6 +54,19 @@ def test_epochs_on_the_blank_plateau_do_not_count():
     assert s.best[0] == 7 and s.should_stop
 
 
+def test_patience_grows_with_the_epochs_to_the_best():
+    """Best at epoch 20: the patience is max(2, ceil(0.25 * 20)) = 5 epochs."""
+    s = EarlyStop(patience=2)
+    for epoch in range(1, 20):
+        s.add([epoch, epoch, 15.0 * epoch, 100.0])
+    s.add([20, 20, 300.0, 90.0])
+    for epoch in range(21, 25):
+        s.add([epoch, epoch, 15.0 * epoch, 91.0])
+        assert not s.should_stop, epoch
+    s.add([25, 25, 375.0, 91.0])
+    assert s.epochs_since_best == 5 and s.should_stop
+
+
 def test_rule_counts_epochs_since_the_strictly_best():
     s = EarlyStop(patience=2)
     assert s.best is None and not s.should_stop

@@ -8,7 +8,10 @@ best (strictly lower) for `patience` epochs in a row, once its best is below PLA
 still on the blank plateau (nearly all words deleted, ~100 % WER) is learning (its dev loss
 falls) while its WER cannot show it, so those epochs do not count (measured on the demo: the
 15-minute Czech scratch model sat at 100 % for its first epochs while its dev loss fell 10 %;
-patience 2 stopped it after 3 epochs). The epoch cap (max_budget_factor) still bounds the run.
+patience 2 stopped it after 3 epochs). A model that leaves the plateau late is still noisy there, so
+the patience also grows with the epochs it took to reach its best (a quarter of them: with
+patience 2 the same model stopped at epoch 24, two epochs after its first 94 %). The epoch cap
+(max_budget_factor) still bounds the run.
 
 exp_dir/dev_wer.json (written after every epoch of a run with --early-stop-patience > 0):
     {"patience", "max_epochs", "history": [[epoch, step, minutes, wer], ...],
@@ -25,6 +28,7 @@ Usage:
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +39,7 @@ from graft.utils.io import atomic_write
 
 SUMMARY = "dev_wer.json"
 PLATEAU_WER = 95.0  # percent: at or above, the model has not started to transcribe
+RELATIVE_PATIENCE = 0.25  # the patience grows to this share of the epochs it took to reach the best
 
 
 @dataclass
@@ -71,10 +76,12 @@ class EarlyStop:
 
     @property
     def should_stop(self) -> bool:
-        """No better WER for `patience` epochs, counted once the best is below PLATEAU_WER."""
+        """No better WER for `patience` epochs (or a quarter of the epochs it took to reach the
+        best, whichever is more), counted once the best is below PLATEAU_WER."""
         best = self.best
-        return (self.patience > 0 and best is not None and best[3] < PLATEAU_WER
-                and self.epochs_since_best >= self.patience)
+        if self.patience <= 0 or best is None or best[3] >= PLATEAU_WER:
+            return False
+        return self.epochs_since_best >= max(self.patience, math.ceil(RELATIVE_PATIENCE * best[0]))
 
     def summary(self, max_epochs: int, done: bool) -> dict[str, Any]:
         """What dev_wer.json holds (see the module docstring)."""
