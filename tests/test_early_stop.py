@@ -64,7 +64,7 @@ def test_patience_grows_with_the_epochs_to_the_best():
         s.add([epoch, epoch, 15.0 * epoch, 91.0])
         assert not s.should_stop, epoch
     s.add([25, 25, 375.0, 91.0])
-    assert s.epochs_since_best == 5 and s.should_stop
+    assert s.epochs_since_best == 5 and s.effective_patience == 5 and s.should_stop
 
 
 def test_rule_counts_epochs_since_the_strictly_best():

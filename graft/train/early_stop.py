@@ -75,13 +75,19 @@ class EarlyStop:
         return 0 if best is None else sum(1 for r in self.history if r[0] > best[0])
 
     @property
+    def effective_patience(self) -> int:
+        """`patience`, or a quarter of the epochs it took to reach the best, whichever is more."""
+        best = self.best
+        return max(self.patience, math.ceil(RELATIVE_PATIENCE * best[0])) if best else self.patience
+
+    @property
     def should_stop(self) -> bool:
-        """No better WER for `patience` epochs (or a quarter of the epochs it took to reach the
-        best, whichever is more), counted once the best is below PLATEAU_WER."""
+        """No better WER for `effective_patience` epochs, counted once the best is below
+        PLATEAU_WER."""
         best = self.best
         if self.patience <= 0 or best is None or best[3] >= PLATEAU_WER:
             return False
-        return self.epochs_since_best >= max(self.patience, math.ceil(RELATIVE_PATIENCE * best[0]))
+        return self.epochs_since_best >= self.effective_patience
 
     def summary(self, max_epochs: int, done: bool) -> dict[str, Any]:
         """What dev_wer.json holds (see the module docstring)."""

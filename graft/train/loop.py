@@ -69,7 +69,7 @@ from graft.train.data import (AsrDataset, add_speed_perturbed, cut_text, filter_
                               make_dev_sampler, make_loader, make_train_sampler)
 from graft.train.ddp import (DistInfo, all_gather_object, all_reduce_max, all_reduce_sum,
                              init_distributed, wrap_model)
-from graft.train.early_stop import EarlyStop, greedy_hypotheses, word_errors, write_summary
+from graft.train.early_stop import PLATEAU_WER, EarlyStop, greedy_hypotheses, word_errors, write_summary
 from graft.train.optim import build_optimizer, clip_grad_norm
 from graft.train.options import TrainConfig
 from graft.train.plot import plot_losses
@@ -463,7 +463,8 @@ class Trainer:
             best = self.early.best
             log.info(f"epoch {self.epoch} dev WER {wer:.2f} % (greedy, {time.time() - t0:.1f} s) after "
                      f"{minutes:.1f} min of training audio; best {best[3]:.2f} % at epoch {int(best[0])}, "
-                     f"{self.early.epochs_since_best} epoch(s) since (patience {self.early.patience})")
+                     f"{self.early.epochs_since_best} epoch(s) since (patience {self.early.effective_patience}; "
+                     f"counted below {PLATEAU_WER:g} %)")
             if self.tb is not None:
                 self.tb.add_scalar("valid/wer", wer, self.step)
 
