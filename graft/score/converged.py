@@ -153,8 +153,9 @@ def model_section(exps: Sequence[Any], e: Any, out: Path) -> list[str]:
     best = (summary.get("best") or {}).get("epoch")
     per_epoch = history[0][2] / history[0][0] if history[0][0] else 0.0
     cap = per_epoch * int(summary["max_epochs"])
-    lines = head + [f"Trained from scratch until its greedy dev WER had not improved for {summary['patience']} "
-                    f"epochs, at most {summary['max_epochs']} epochs ({cap:.0f} min of training audio); decoded "
+    lines = head + [f"Trained from scratch until its greedy dev WER had not improved for max({summary['patience']}, "
+                    f"a quarter of the epochs to its best) epochs (epochs at or above the blank plateau's "
+                    f"95 % not counted), at most {summary['max_epochs']} epochs ({cap:.0f} min of training audio); decoded "
                     f"above at its best epoch ({best}). Its curve is each epoch's own weights, scored during training.",
                     ""]
     if partner is None or transfer_wer is None or not budget:

@@ -596,7 +596,7 @@ class Trainer:
                 if self.dist.is_main:
                     log.info(f"early stop after epoch {self.epoch}: no dev WER below "
                              f"{self.early.best[3]:.2f} % (epoch {int(self.early.best[0])}) for "
-                             f"{c.early_stop_patience} epoch(s); decode epoch {int(self.early.best[0])}")
+                             f"{self.early.effective_patience} epoch(s); decode epoch {int(self.early.best[0])}")
                 break
         finished = self.epoch >= c.num_epochs or self.early.should_stop
         if self.dist.is_main:
