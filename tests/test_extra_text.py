@@ -18,15 +18,6 @@ from graft.utils.errors import GraftError
 ROOT = Path("/")
 
 
-def _installed(language: str) -> bool:
-    sources = extra_text.TEXT_SOURCES[language]
-    return all(any(ROOT.glob(s.pattern)) for s in sources) and (ROOT / WORD_FORM_SOURCES[language].dic).is_file()
-
-
-needs_cs = pytest.mark.skipif(not _installed("cs"), reason="the Czech extra-text packages are not installed (utils/setup.sh)")
-
-
-@needs_cs
 def test_czech_running_text_is_normalized_and_deterministic():
     lines, stats = extra_lm_sentences("cs", word_forms_too=False)
     again, _ = extra_lm_sentences("cs", word_forms_too=False)
@@ -40,7 +31,6 @@ def test_czech_running_text_is_normalized_and_deterministic():
     assert "co je to za divnou loď" in lines  # a Fish Fillets dialogue line
 
 
-@needs_cs
 def test_czech_word_forms_inflect_the_vocabulary(monkeypatch):
     monkeypatch.setitem(extra_text.TEXT_SOURCES, "cs", ())  # the forms of `vocabulary` alone: fast
     lines, stats = extra_lm_sentences("cs", vocabulary=["kočka", "hrad"])
