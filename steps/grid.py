@@ -13,8 +13,9 @@ naming stage 1-2.
 
 The optional key `scratch_converged: {size: 15m, max_budget_factor: 8, patience: 2}` (null or
 absent: none; size null: none unless --scratch-converged names one) adds the model
-`scratch_converged_<size>` (decoded with ablation_methods): from scratch, trained until its greedy dev WER has not improved for
-`patience` epochs (`--early-stop-patience`), at most max_budget_factor x the budget, i.e.
+`scratch_converged_<size>` (decoded with ablation_methods): from scratch, trained until its
+greedy dev WER stops improving (`--early-stop-patience`, graft.train.early_stop: `patience`
+epochs or more), at most max_budget_factor x the budget, i.e.
 ceil(factor x budget_minutes / minutes of cuts_<split>) epochs.
 """
 from __future__ import annotations

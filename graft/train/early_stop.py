@@ -123,9 +123,9 @@ def read_summary(exp_dir: str | Path) -> dict[str, Any] | None:
 def decode_epoch(exp_dir: str | Path) -> int | None:
     """The epoch to decode: the best dev-WER epoch of an early-stopping run when its checkpoint
     exists, else the last epoch-N.pt (None when there is none)."""
-    exp_dir = Path(exp_dir)
-    epochs = sorted(int(p.stem.split("-")[1]) for p in exp_dir.glob("epoch-*.pt")
-                    if p.stem.split("-")[1].isdigit())
+    from graft.train.checkpoint import epoch_checkpoints
+
+    epochs = list(epoch_checkpoints(exp_dir))
     summary = read_summary(exp_dir)
     best = (summary or {}).get("best") or {}
     if best.get("epoch") in epochs:
@@ -134,12 +134,12 @@ def decode_epoch(exp_dir: str | Path) -> int | None:
 
 
 def word_errors(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Sequence[str]]) -> tuple[int, int]:
-    """(errors, reference words) of `hyps` against `refs` (kaldialign; a missing hyp is empty)."""
-    import kaldialign
+    """(errors, reference words) of `hyps` against `refs` (graft.score.wer; a missing hyp is empty)."""
+    from graft.score.wer import edit_counts
 
     errors = words = 0
     for uid, ref in refs.items():
-        errors += int(kaldialign.edit_distance(list(ref), list(hyps.get(uid, [])))["total"])
+        errors += int(edit_counts(ref, hyps.get(uid, []))["total"])
         words += len(ref)
     return errors, words
 

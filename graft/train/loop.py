@@ -37,7 +37,8 @@ loss, the dev cuts are decoded by transducer greedy search (the current weights,
 no gradients; graft.train.early_stop) and the dev WER is recorded in history["dev_wer"] as
 [epoch, step, audio_minutes_seen, wer] (audio minutes: the training audio of every batch so
 far, all ranks), in the log line and in exp_dir/dev_wer.json. When the WER has not improved on
-its best for P epochs the run stops after writing that epoch's checkpoint, finished; the best
+its best for max(P, a quarter of the epochs to the best) epochs, counted once the best is below
+95 % (graft.train.early_stop), the run stops after writing that epoch's checkpoint, finished; the best
 epoch and the audio minutes up to it go to params.json ("early_stop"). The state comes from the
 checkpoint's history, so a resumed run keeps its best WER and its count of epochs since.
 """
@@ -509,7 +510,7 @@ class Trainer:
             return self._result(finished=True, stopped=False)
         if self.early.should_stop:
             log.info(f"{self.exp_dir}: stopped early at epoch {self.epoch} (dev WER best at epoch "
-                     f"{int(self.early.best[0])}, patience {c.early_stop_patience}); nothing to do")
+                     f"{int(self.early.best[0])}, patience {self.early.effective_patience}); nothing to do")
             self._write_early_stop(done=True)
             return self._result(finished=True, stopped=False)
         self.ddp_model = wrap_model(self.model, self.dist)
