@@ -74,6 +74,49 @@ def test_dropout_masks_are_independent_reproducible_and_shaped():
     assert torch.equal(dropout(x, 0.5), a)                               # the torch generator's
 
 
+def test_dropout_mask_shared_over_a_dimension():
+    torch.manual_seed(5)
+    x = torch.ones(40, 50, 60)                                            # (N, T, D)
+    y = dropout(x, 0.3, shared_dim=1)
+    kept = y != 0
+    assert torch.equal(kept, kept[:, :1, :].expand_as(kept))              # every frame the same mask
+    assert 0.6 < kept[:, 0, :].float().mean().item() < 0.8                # keep rate 0.7 over (N, D)
+    assert torch.all(y[kept] == torch.tensor(1 / 0.7))
+    per_channel = kept[0, 0, :]
+    assert 0 < per_channel.sum() < per_channel.numel()                    # independent over channels
+    assert not torch.equal(kept[0, 0], kept[1, 0])                        # ... and utterances
+    xg = torch.randn(3, 7, 5, requires_grad=True)
+    yg = Dropout(0.5, shared_dim=1).train()(xg)
+    yg.sum().backward()
+    assert torch.equal(xg.grad, (yg.detach() != 0).float() * 2.0)
+    assert Dropout(0.5, shared_dim=1).eval()(xg) is xg
+    assert "shared_dim=1" in repr(Dropout(0.5, shared_dim=1))
+
+
+def test_model_conf_shares_dropout_masks_over_time():
+    from graft.model.attention import SelfAttention
+    from graft.model.build import build_model, load_model_conf
+
+    conf = load_model_conf("tiny")
+    assert conf["dropout_shared_time"] is False
+    per_element = build_model(conf, 30)
+    assert all(m.shared_dim is None for m in per_element.modules() if isinstance(m, Dropout))
+    shared = build_model({**conf, "dropout_shared_time": True}, 30)
+    drops = {n: m for n, m in shared.named_modules() if isinstance(m, Dropout)}
+    attn = {f"{n}.dropout" for n, m in shared.named_modules() if isinstance(m, SelfAttention)}
+    assert attn and attn <= set(drops)
+    assert all(m.shared_dim == (2 if n in attn else 1) for n, m in drops.items())   # (N,H,Tq,Tk): queries
+    legacy = {k: v for k, v in conf.items() if k != "dropout_shared_time"}        # an older checkpoint's conf
+    assert build_model(legacy, 30).encoder.layers[0].dropout.shared_dim is None
+    with pytest.raises(GraftError, match="dropout_shared_time must be true or false"):
+        build_model({**conf, "dropout_shared_time": "yes"}, 30)
+    torch.manual_seed(0)
+    feats, lens = torch.randn(2, 120, 80), torch.tensor([120, 90])
+    shared.train()
+    enc, enc_lens = shared.encoder(feats, lens)
+    assert torch.isfinite(enc).all() and enc.shape[0] == 2
+
+
 def test_dropout_gradient_and_dtype():
     torch.manual_seed(0)
     x = torch.randn(50, 40, requires_grad=True)

@@ -57,22 +57,34 @@ def dropout_mask(x: Tensor, p: float) -> Tensor:
     return (_uniform16(x.numel(), x.device) < kept + _INT16_MIN).view(x.shape)
 
 
-def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
-    """x * mask / (1 - p) with a fresh mask when training and 0 < p; x itself otherwise."""
+def dropout(x: Tensor, p: float, training: bool = True, shared_dim: int | None = None) -> Tensor:
+    """x * mask / (1 - p) with a fresh mask when training and 0 < p; x itself otherwise.
+    `shared_dim`: one mask for every index of that dimension (size 1 there, broadcast)."""
     if not training or p == 0.0:
         return x
     if p == 1.0:
         return x * 0.0
+    if shared_dim is not None:
+        shape = list(x.shape)
+        shape[shared_dim] = 1
+        like = x.new_empty(shape) if x.device.type == "cpu" else None
+    else:
+        like = x
     if x.device.type != "cpu":                     # the cheap mask is a CPU matter
-        return nn.functional.dropout(x, p, True)
-    scale = torch.where(dropout_mask(x, p), 1.0 / (1.0 - p), 0.0).to(x.dtype)
+        if shared_dim is None:
+            return nn.functional.dropout(x, p, True)
+        shape = list(x.shape)
+        shape[shared_dim] = 1
+        keep = torch.rand(shape, device=x.device) >= p
+        return x * torch.where(keep, 1.0 / (1.0 - p), 0.0).to(x.dtype)
+    scale = torch.where(dropout_mask(like, p), 1.0 / (1.0 - p), 0.0).to(x.dtype)
     return x * scale
 
 
 class Dropout(nn.Module):
     """nn.Dropout's drop-in (see the module docstring); `impl` "torch" uses torch's kernel."""
 
-    def __init__(self, p: float = 0.5, impl: str = "fast") -> None:
+    def __init__(self, p: float = 0.5, impl: str = "fast", shared_dim: int | None = None) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
@@ -80,14 +92,16 @@ class Dropout(nn.Module):
             raise ValueError(f"dropout impl must be one of {IMPLS}, got {impl!r}")
         self.p = p
         self.impl = impl
+        self.shared_dim = shared_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.impl == "torch":
+        if self.impl == "torch" and self.shared_dim is None:
             return nn.functional.dropout(x, self.p, self.training)
-        return dropout(x, self.p, self.training)
+        return dropout(x, self.p, self.training, self.shared_dim)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, impl={self.impl}"
+        shared = "" if self.shared_dim is None else f", shared_dim={self.shared_dim}"
+        return f"p={self.p}, impl={self.impl}{shared}"
 
 
 def set_dropout_impl(model: nn.Module, impl: str) -> int:

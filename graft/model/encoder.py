@@ -88,6 +88,18 @@ class ConformerLayer(nn.Module):
         return x if self.norm_final is None else self.norm_final(x)
 
 
+def share_dropout_over_time(encoder: nn.Module) -> None:
+    """Every Dropout of `encoder` draws one mask for all frames: (N, T, D) activations share it
+    over T; attention weights (N, H, T_query, T_key) over the queries (a dropped key is dropped
+    for every query of that head)."""
+    for m in encoder.modules():
+        if isinstance(m, Dropout):
+            m.shared_dim = 1
+    for m in encoder.modules():
+        if isinstance(m, SelfAttention):
+            m.dropout.shared_dim = 2
+
+
 class ConformerEncoder(nn.Module):
     """Front end `embed` + positional encoding + `layers` (nn.ModuleList of ConformerLayer)."""
 
@@ -95,7 +107,7 @@ class ConformerEncoder(nn.Module):
                  num_heads: int = 4, ff_dim: int = 576, conv_kernel: int = 15,
                  subsampling_factor: int = 4, embed_channels: int = 32, dropout: float = 0.1,
                  pos_enc: str = "rel", input_norm: str = "utterance",
-                 norm_style: str = "conformer") -> None:
+                 norm_style: str = "conformer", dropout_shared_time: bool = False) -> None:
         super().__init__()
         self.input_norm = input_norm
         if pos_enc not in ("rel", "abs"):
@@ -114,6 +126,8 @@ class ConformerEncoder(nn.Module):
                            final_norm=norm_style == "conformer")
             for _ in range(num_layers))
         self.norm_out = nn.LayerNorm(dim) if norm_style == "pre" else None
+        if dropout_shared_time:
+            share_dropout_over_time(self)
 
     def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
         """(N, T, feature_dim) fbank and (N,) lengths -> (N, T', dim) and (N,) lengths."""
