@@ -11,11 +11,14 @@ Rows (one run, the same model preset and batch sizes; the first step of each is 
   bare step         forward + backward of a 6 x 5 s batch (the demo's 30 s batches), pruned
                     RNN-T + 0.2 CTC, no optimizer: "fp32" with torch's dropout (the step before
                     issue 15), "fast path" with graft's dropout and mixed precision as `amp:
-                    auto` decides on this machine (`bf16 forced` is also shown when auto is off)
+                    auto` decides on this machine (`bf16 forced` is also shown when auto is off);
+                    "shared masks": the fast path with dropout masks shared over time (model conf
+                    dropout_shared_time)
   loop              graft.train.loop.Trainer as stage 4 runs it (lilcom features from disk,
                     bucketed 30 s batches with their padding, AdamW, clipping, running average,
-                    logging, the guard), before and after issue 15
-  DDP 2 x 1         torchrun, 2 processes of 1 thread, gloo (rate over all ranks)
+                    logging, the guard), before and after issue 15, and with shared masks; the
+                    padded seconds a step and the batch fill split the loop/bare ratio in two
+  DDP 2 x 1         torchrun, 2 processes of 1 thread, gloo (rate over all ranks; the preset's masks)
 Audio s/s is audio seconds trained per wall second; GFLOPS counts the matrix products and
 convolutions of one step (torch.utils.flop_counter), and "of fp32 / of bf16" is that rate over
 the roofline matmul's. Data: the demo's English fbank and lang dir when stages 2-3 have run;
@@ -140,12 +143,16 @@ def matmul_roofline(frames: int, dims: list[tuple[int, int]], dtype: torch.dtype
 
 
 # ---------------------------------------------------------------------------- bare steps
-def make_model(preset: str, vocab: int, dropout_impl: str):
+def make_model(preset: str, vocab: int, dropout_impl: str, shared: bool | None = None):
+    """The preset's model; `shared` overrides its dropout_shared_time (None: the preset's)."""
     from graft.model.build import build_model, load_model_conf
     from graft.model.dropout import set_dropout_impl
 
     torch.manual_seed(0)
-    model = build_model(load_model_conf(preset), vocab)
+    conf = load_model_conf(preset)
+    if shared is not None:
+        conf["dropout_shared_time"] = shared
+    model = build_model(conf, vocab)
     set_dropout_impl(model, dropout_impl)
     return model.train()
 
@@ -196,7 +203,7 @@ def loop_conf(cuts: Path, lang_dir: Path, exp: Path, preset: str, max_duration: 
 
 
 def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: float, threads: int,
-             workdir: Path, before: bool, warmup: int = 1) -> dict[str, Any]:
+             workdir: Path, before: bool, warmup: int = 1, shared: bool | None = None) -> dict[str, Any]:
     """The real training loop for `warmup` + `steps` batches, the first `warmup` not timed
     (oneDNN builds its bf16 kernels for the shapes it meets first); `before`: the code paths
     issue 15 replaced (torch's dropout, the per-parameter AdamW loop and clipping, fp32, batches
@@ -207,7 +214,7 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
     from graft.train.optim import build_optimizer
 
     class TimedTrainer(loop_mod.Trainer):
-        marks: list[tuple[float, float, float]] = []
+        marks: list[tuple[float, float, float, float]] = []
 
         def _setup_optim(self) -> None:
             super()._setup_optim()
@@ -219,14 +226,16 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
 
         def _train_step(self, batch, stats):
             out = super()._train_step(batch, stats)
-            self.marks.append((time.perf_counter(), time.process_time(), batch["duration"]))
+            feats = batch["features"]
+            self.marks.append((time.perf_counter(), time.process_time(), batch["duration"],
+                               feats.shape[0] * feats.shape[1] / 100.0))     # padded seconds (100 frames/s)
             if len(self.marks) >= warmup + steps:
                 self.conf.max_minutes = 0.0              # the loop's own clean stop
             return out
 
     torch.set_num_threads(threads)
     lang = load_lang_dir(lang_dir)
-    model = make_model(preset, lang.vocab_size, "torch" if before else "fast")
+    model = make_model(preset, lang.vocab_size, "torch" if before else "fast", shared=False if before else shared)
     exp = Path(tempfile.mkdtemp(dir=workdir, prefix="exp-"))
     conf = loop_conf(cuts, lang_dir, exp, preset, max_duration, amp="false" if before else "auto",
                      **({"pad_frames_to": 1} if before else {}))
@@ -240,8 +249,10 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
         loop_mod.clip_grad_norm = saved_clip
     m = trainer.marks[warmup - 1:]
     wall, cpu = m[-1][0] - m[0][0], m[-1][1] - m[0][1]
-    audio = sum(d for _, _, d in m[1:])
+    audio = sum(x[2] for x in m[1:])
+    padded = sum(x[3] for x in m[1:])
     return {"steps_timed": len(m) - 1, "audio_per_step": audio / (len(m) - 1), "sec_per_step": wall / (len(m) - 1),
+            "padded_per_step": padded / (len(m) - 1),
             "audio_sec_per_sec": audio / wall, "cpu_per_wall": cpu / wall, "amp": trainer.amp.enabled}
 
 
@@ -289,8 +300,10 @@ def run_ddp(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: f
 
 # ---------------------------------------------------------------------------- report
 def _row(name: str, threads: str, audio_per_step: float | None, sec_per_step: float | None, rate: float,
-         gflops: float, roof32: float, roof16: float, note: str = "") -> dict[str, Any]:
-    return {"row": name, "threads": threads, "audio_per_step": audio_per_step, "sec_per_step": sec_per_step,
+         gflops: float, roof32: float, roof16: float, note: str = "", padded_per_step: float | None = None
+         ) -> dict[str, Any]:
+    return {"row": name, "threads": threads, "audio_per_step": audio_per_step, "padded_per_step": padded_per_step,
+            "sec_per_step": sec_per_step,
             "audio_sec_per_sec": rate, "gflops": gflops, "of_fp32_roofline": gflops / roof32,
             "of_bf16_roofline": gflops / roof16, "note": note}
 
@@ -316,10 +329,11 @@ def write_results(result: dict[str, Any]) -> str:
              f"(--max-duration {r['max_duration']:g}, lilcom features from disk, padding, AdamW, clipping, "
              f"averaging, logging, the guard), {r['loop_steps']} steps after {r.get('loop_warmup', 1)} untimed ones. GFLOPS of a loop = its "
              "audio rate x the bare step's GFLOP per audio second (padding is extra work, not counted).", "",
-             "| row | threads | audio s / step | s / step | audio s / s | GFLOPS | of fp32 roofline | of bf16 roofline |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| row | threads | audio s / step | padded s / step | s / step | audio s / s | GFLOPS | of fp32 roofline | of bf16 roofline |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for x in r["rows"]:
-        lines.append(f"| {x['row']} | {x['threads']} | {_fmt(x['audio_per_step'], '.1f')} | "
+        padded = x.get("padded_per_step", x["audio_per_step"])
+        lines.append(f"| {x['row']} | {x['threads']} | {_fmt(x['audio_per_step'], '.1f')} | {_fmt(padded, '.1f')} | "
                      f"{_fmt(x['sec_per_step'], '.3f')} | {x['audio_sec_per_sec']:.1f} | {x['gflops']:.1f} | "
                      f"{x['of_fp32_roofline']:.0%} | {x['of_bf16_roofline']:.1%} |")
     lines += ["", "Roofline (matrix products at the model's sizes, GFLOPS): "
@@ -368,9 +382,12 @@ def main() -> None:
     from graft.lang.langdir import load_lang_dir
 
     vocab = load_lang_dir(lang_dir).vocab_size
-    fp32_model, fast_model = make_model(args.preset, vocab, "torch"), make_model(args.preset, vocab, "fast")
+    fp32_model = make_model(args.preset, vocab, "torch", shared=False)
+    fast_model = make_model(args.preset, vocab, "fast", shared=False)
     off, auto = resolve_amp("false", "cpu"), resolve_amp("auto", "cpu")
-    steps = {"fp32": step_fn(fp32_model, batch, off), "fast": step_fn(fast_model, batch, auto)}
+    shared_model = make_model(args.preset, vocab, "fast", shared=True)
+    steps = {"fp32": step_fn(fp32_model, batch, off), "fast": step_fn(fast_model, batch, auto),
+             "shared": step_fn(shared_model, batch, auto)}
     flops = step_flops(steps["fast"])
     frames = args.batch * int(fast_model.encoder.embed(batch[0][:1], batch[1][:1])[1][0])
     d, ff = mconf["encoder_dim"], mconf["ff_dim"]
@@ -382,8 +399,10 @@ def main() -> None:
     times = time_interleaved(steps, args.bare_steps)
     audio = args.batch * args.seconds
     rows, notes = [], []
+    dt = 'bf16' if auto.enabled else 'fp32'
     for key, label in (("fp32", "bare step, fp32 (torch dropout; before)"),
-                       ("fast", f"bare step, fast path (graft dropout, {'bf16' if auto.enabled else 'fp32'})")):
+                       ("fast", f"bare step, fast path (graft dropout, {dt})"),
+                       ("shared", f"bare step, fast path, dropout masks shared over time ({dt})")):
         t = statistics.median(times[key])
         rows.append(_row(label, str(args.threads), audio, t, audio / t, flops / t / 1e9, r32, r16))
         print(rows[-1], flush=True)
@@ -396,18 +415,20 @@ def main() -> None:
         else:
             notes.append("bf16 forced was not timed (--bf16-step): this CPU has no native bf16, a step took "
                          "17-37 s in a trial (100x slower than fp32)")
-    del fp32_model, fast_model, steps
+    del fp32_model, fast_model, shared_model, steps
     per_audio = flops / audio
     loops = {}
-    for before in (True, False):
+    for key, before, shared, label in (
+            ("before", True, False, "loop, before (torch dropout, AdamW loop, fp32)"),
+            ("fast", False, False, f"loop, fast path ({dt})"),
+            ("shared", False, True, f"loop, fast path, dropout masks shared over time ({dt})")):
         res = run_loop(cuts, lang_dir, args.preset, args.steps, args.max_duration, args.threads, workdir, before,
-                       args.loop_warmup)
-        loops[before] = res
-        label = "loop, before (torch dropout, AdamW loop, fp32)" if before else \
-            f"loop, fast path ({'bf16' if res['amp'] else 'fp32'})"
+                       args.loop_warmup, shared=shared)
+        loops[key] = res
         g = per_audio * res["audio_sec_per_sec"] / 1e9
         rows.append(_row(label, str(args.threads), res["audio_per_step"], res["sec_per_step"],
-                         res["audio_sec_per_sec"], g, r32, r16, f"cpu/wall {res['cpu_per_wall']:.2f}"))
+                         res["audio_sec_per_sec"], g, r32, r16, f"cpu/wall {res['cpu_per_wall']:.2f}",
+                         padded_per_step=res["padded_per_step"]))
         print(rows[-1], flush=True)
     ddp = None
     if not args.no_ddp:
@@ -416,14 +437,23 @@ def main() -> None:
         rows.append(_row("DDP loop, fast path", "2 x 1", None, None, ddp["audio_sec_per_sec"], g, r32, r16))
         print(rows[-1], flush=True)
     bare = {k: audio / statistics.median(v) for k, v in times.items()}
+    fast = loops["fast"]
     ratios = {"bare step: fast path / fp32": bare["fast"] / bare["fp32"],
-              "loop fast path / bare step fast path (goal >= 0.85)": loops[False]["audio_sec_per_sec"] / bare["fast"],
-              "loop fast path / loop before": loops[False]["audio_sec_per_sec"] / loops[True]["audio_sec_per_sec"],
-              "loop before / bare step fp32": loops[True]["audio_sec_per_sec"] / bare["fp32"]}
+              "bare step: shared masks / fast path": bare["shared"] / bare["fast"],
+              "bare step: shared masks / fp32 (goal >= 2)": bare["shared"] / bare["fp32"],
+              "loop fast path / bare step fast path (goal >= 0.85)": fast["audio_sec_per_sec"] / bare["fast"],
+              "  of which batch fill (audio / padded seconds a step)": fast["audio_per_step"] / fast["padded_per_step"],
+              "  and the loop's padded seconds per second / the bare step's":
+                  fast["padded_per_step"] / fast["sec_per_step"] / bare["fast"],
+              "loop, shared masks / bare step, shared masks": loops["shared"]["audio_sec_per_sec"] / bare["shared"],
+              "loop fast path / loop before": fast["audio_sec_per_sec"] / loops["before"]["audio_sec_per_sec"],
+              "loop shared masks / loop fast path": loops["shared"]["audio_sec_per_sec"] / fast["audio_sec_per_sec"],
+              "loop before / bare step fp32": loops["before"]["audio_sec_per_sec"] / bare["fp32"]}
     if ddp:
-        ratios["DDP 2 x 1 / loop fast path 1 x 2"] = ddp["audio_sec_per_sec"] / loops[False]["audio_sec_per_sec"]
-    notes.append("loop batches are the sampler's (bucketed, up to --max-duration of audio; the last batches "
-                 "of buckets are smaller) with their padding; the bare step's batch is full and unpadded")
+        ratios["DDP 2 x 1 / loop fast path 1 x 2"] = ddp["audio_sec_per_sec"] / fast["audio_sec_per_sec"]
+    notes.append("loop batches are the sampler's (lhotse's bucketing: cuts x the longest cut <= --max-duration, "
+                 "so a batch holds less audio than that; the last batches of buckets are smaller), with their "
+                 "padding; the bare step's batch is full and unpadded")
     notes.append(allocator + "; process-wide, so the 'before' rows have it too")
     notes.append(kernels + "; process-wide (fp32 products do not use it)")
     notes.append(f"loop rows: {args.loop_warmup} steps run before the {args.steps} timed ones (the kernels of "
