@@ -53,10 +53,10 @@ PY
 epochs=$(python -c "import yaml; print(yaml.safe_load(open('$ref/train_conf.yaml'))['num_epochs'])")
 lang=$(python -c "import json; print(json.load(open('$src/lang/lang.json'))['language'])")
 vocab=$(python -c "import json; print(json.load(open('$src/lang/lang.json'))['vocab_size'])")
-order=$(python -c "import json; print(json.load(open('$(ls -d $src/decode_epoch*_avg*/ | tail -1)decode.json'))['lm_dir'])" \
-  | sed 's/.*lm_\([0-9]*\)gram.*/\1/')
-avg=$(ls -d $src/decode_epoch*_avg*/ | tail -1 | sed 's/.*_avg\([0-9]*\)\/$/\1/')
-methods=$(ls -d $src/decode_epoch*_avg*/*/ | xargs -n1 basename | tr '\n' ' ')
+last=$(ls -d $src/decode_epoch*_avg*/ | sort -V | tail -1)    # stage 6's decode dir (the latest epoch)
+order=$(python -c "import json; print(json.load(open('${last}decode.json'))['lm_dir'])" | sed 's/.*lm_\([0-9]*\)gram.*/\1/')
+avg=$(echo $last | sed 's/.*_avg\([0-9]*\)\/$/\1/')
+methods=$(ls -d $last*/ | xargs -n1 basename | tr '\n' ' ')
 step "bench_train_${model}_$name" "$ref/epoch-$epochs.pt" --inputs "$src/params.json $ref/train_conf.yaml" \
   python $GRAFT_ROOT/steps/train.py --config $ref/train_conf.yaml
 decode_stage $ref $lang $vocab $order "$methods" $avg
