@@ -16,7 +16,9 @@ How: one 64-bit draw of torch's default CPU generator gives four 16-bit uniforms
 int64 tensor as int16); an element is kept when its uniform is below round((1 - p) * 2^16).
 So the keep probability is 1 - p rounded to a multiple of 2^-16 (off by at most 2^-17 = 7.6e-6;
 p = 0.1 keeps 58982/65536 = 0.899994), kept elements are scaled by 1 / (1 - p) exactly as
-nn.Dropout does, and masks are independent per element (not shared across time or heads).
+nn.Dropout does, and masks are independent per element unless `shared_dim` names a dimension
+whose indices share one mask (`Dropout(0.1, shared_dim=1)` on (N, T, D): one mask per utterance
+and channel for all frames; the model conf key `dropout_shared_time` sets it).
 The mask becomes a float tensor (0 or 1/(1-p)) in the input's dtype, so autograd saves one
 tensor and the backward pass is a single product. In eval mode (or p == 0) the input is
 returned as is (ONNX export sees no dropout at all).
@@ -59,26 +61,21 @@ def dropout_mask(x: Tensor, p: float) -> Tensor:
 
 def dropout(x: Tensor, p: float, training: bool = True, shared_dim: int | None = None) -> Tensor:
     """x * mask / (1 - p) with a fresh mask when training and 0 < p; x itself otherwise.
-    `shared_dim`: one mask for every index of that dimension (size 1 there, broadcast)."""
+    `shared_dim`: one mask for every index of that dimension (drawn with size 1 there, broadcast)."""
     if not training or p == 0.0:
         return x
     if p == 1.0:
         return x * 0.0
+    shape = list(x.shape)
     if shared_dim is not None:
-        shape = list(x.shape)
         shape[shared_dim] = 1
-        like = x.new_empty(shape) if x.device.type == "cpu" else None
-    else:
-        like = x
     if x.device.type != "cpu":                     # the cheap mask is a CPU matter
         if shared_dim is None:
             return nn.functional.dropout(x, p, True)
-        shape = list(x.shape)
-        shape[shared_dim] = 1
         keep = torch.rand(shape, device=x.device) >= p
-        return x * torch.where(keep, 1.0 / (1.0 - p), 0.0).to(x.dtype)
-    scale = torch.where(dropout_mask(like, p), 1.0 / (1.0 - p), 0.0).to(x.dtype)
-    return x * scale
+    else:
+        keep = dropout_mask(x.new_empty(shape) if shared_dim is not None else x, p)
+    return x * torch.where(keep, 1.0 / (1.0 - p), 0.0).to(x.dtype)
 
 
 class Dropout(nn.Module):
