@@ -67,7 +67,6 @@ score_opts=(${lm_weights:+--lm-weights "$lm_weights"} ${word_ins_penalties:+--wo
 eval "grid_args=($grid_opts)"
 report_opts=(--preamble results_preamble.md --plot-methods "beam ctc-hlg" --stage-times $log_dir
   --stage-of "stage4_train_cs_*=5")
-[ -f $src_exp/loss.png ] && report_opts+=(--figure "Training curves of the English source model|$src_exp/loss.png")
 
 if stage_in 0; then
   corpus_stage demo $dl_dir "en cs" "" --seed $seed --jobs $nj \
@@ -94,6 +93,8 @@ if stage_in 6 || stage_in 7 || stage_in 8; then
 fi
 if stage_in 6; then decode_models "$models" $vocab_size $lm_order $decode_avg ${decode_opts[@]+"${decode_opts[@]}"}; fi
 if stage_in 7; then
+  # looked up here, not at the top: a run from stage 0 writes the figure in stage 4
+  [ -f $src_exp/loss.png ] && report_opts+=(--figure "Training curves of the English source model|$src_exp/loss.png")
   score_models "$models" $decode_avg RESULTS.md "Demo results (egs/demo/ASR)" ${score_opts[@]+"${score_opts[@]}"}
   python $GRAFT_ROOT/steps/stage_times.py --log-dir $log_dir --stage-of "stage4_train_cs_*=5" \
     --title "make demo: wall time per stage" --out $GRAFT_ROOT/bench/results/demo_stage_times.md
