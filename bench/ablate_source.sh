@@ -33,6 +33,9 @@ import json, sys, yaml
 from pathlib import Path
 params, ref, overrides = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
 conf = json.load(open(params))["train_conf"]
+from graft.train.options import load_train_conf
+for key, value in load_train_conf().to_dict().items():   # options added after that run: defaults
+    conf.setdefault(key, value)
 model_keys = {}
 for o in overrides:
     key, sep, value = o.partition("=")

@@ -11,7 +11,7 @@ import pytest
 
 from graft.data import extra_text
 from graft.data.extra_text import (WORD_FORM_SOURCES, expand_entry, extra_lm_sentences, read_affixes,
-                                   word_forms)
+                                   read_mythes_words, seed_words, word_forms)
 from graft.data.text import alphabet, normalize
 from graft.utils.errors import GraftError
 
@@ -33,6 +33,7 @@ def test_czech_running_text_is_normalized_and_deterministic():
 
 def test_czech_word_forms_inflect_the_vocabulary(monkeypatch):
     monkeypatch.setitem(extra_text.TEXT_SOURCES, "cs", ())  # the forms of `vocabulary` alone: fast
+    monkeypatch.setitem(extra_text.SEED_WORD_SOURCES, "cs", ())
     lines, stats = extra_lm_sentences("cs", vocabulary=["kočka", "hrad"])
     # other cases of the vocabulary words (and their negated forms), one word a line, sorted
     assert {"kočky", "kočce", "kočkou", "koček", "hradu", "hradem", "hradech"} <= set(lines)
@@ -43,6 +44,33 @@ def test_czech_word_forms_inflect_the_vocabulary(monkeypatch):
     wf = WORD_FORM_SOURCES["cs"]
     assert word_forms(["kočky"], ROOT / wf.dic, ROOT / wf.aff, alphabet("cs"))[0] == \
         word_forms(["kočka"], ROOT / wf.dic, ROOT / wf.aff, alphabet("cs"))[0]
+
+
+def test_thesaurus_words_seed_forms_of_words_the_text_lacks(monkeypatch):
+    seeds = seed_words("cs")
+    assert len(seeds) > 30000 and {"prodávat", "kancelář", "zápasník"} <= seeds
+    monkeypatch.setitem(extra_text.TEXT_SOURCES, "cs", ())
+    monkeypatch.setattr(extra_text, "seed_words", lambda language, root="/": {"kancelář"})
+    lines, stats = extra_lm_sentences("cs", vocabulary=["hrad"])
+    assert {"kanceláře", "kanceláří", "kancelářemi", "hradu"} <= set(lines)
+    assert "kancelář" in lines and "hrad" not in lines      # a seed word is not LM text: it is added
+    assert stats["word_forms"]["list_seed_words"] == 1
+
+
+def test_read_mythes_words(tmp_path):
+    dat = tmp_path / "th.dat"
+    dat.write_text("UTF-8\n(jednací) sál|1\n|dutina|kancelář|komnata\nboxer|2\n(podst. jm.)|rváč\n|zápasník\n",
+                   encoding="utf-8")
+    assert read_mythes_words(dat) == ["(jednací)", "sál", "dutina", "kancelář", "komnata", "boxer", "rváč",
+                                      "zápasník"]
+
+
+def test_missing_seed_list_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setitem(extra_text.TEXT_SOURCES, "cs", ())
+    monkeypatch.setattr(extra_text, "WORD_FORM_SOURCES", {"cs": extra_text.WordFormSource(
+        "hunspell-cs", str(ROOT / WORD_FORM_SOURCES["cs"].dic), str(ROOT / WORD_FORM_SOURCES["cs"].aff))})
+    with pytest.raises(GraftError, match="apt-get install mythes-cs"):
+        extra_lm_sentences("cs", vocabulary=["hrad"], root=tmp_path)
 
 
 def test_missing_source_names_the_package(tmp_path):

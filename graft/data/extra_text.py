@@ -12,9 +12,12 @@ is highly inflected, so more running text helps little and inflected forms help 
     original language: conversational sentences) and the definitions of the dictionary of
     foreign words (`stardict-czech`);
   - word forms (`hunspell-cs`): every form of each hunspell entry (stem + affix rules) that
-    produces a word of the running text or of `vocabulary` (the caller's LM words: train
-    transcripts and lm_text.txt, never dev/test), one word a line, words the text already
-    holds left out. This adds the other cases and persons of the words the LM knows.
+    produces a word of the running text, of `vocabulary` (the caller's LM words: train
+    transcripts and lm_text.txt, never dev/test) or of a seed word list (the ~44k words of the
+    LibreOffice Czech thesaurus, `mythes-cs`: headwords and synonyms, everyday lemmas), one word
+    a line, words the text already holds left out. This adds the other cases and persons of the
+    words the LM knows, and of common words it has not met. A seed word hunspell does not know
+    adds nothing (only spell-checked forms get in).
 
 Every line goes through `graft.data.text.clean_sentence` (so `normalize`): lowercase letters of
 the alphabet, single spaces. The order is deterministic (sources, files in name order, first
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from graft.data.fortunes import BLOCKLIST
-from graft.data.text import clean_sentence, language_spec, split_sentences
+from graft.data.text import clean_sentence, language_spec, normalize, split_sentences
 from graft.utils.errors import GraftError
 from graft.utils.logging import get_logger
 
@@ -89,6 +92,35 @@ TEXT_SOURCES: dict[str, tuple[TextSource, ...]] = {
         TextSource("stardict", "stardict-czech", "usr/share/stardict/dic/czech-cizi.dict.dz",
                    read_stardict_definitions),
     ),
+}
+
+def read_mythes_words(path: Path) -> list[str]:
+    """Every word of a MyThes thesaurus .dat (entries `word|n`, then n lines `(pos)|syn|syn...`)."""
+    words: list[str] = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        next(f, None)  # the encoding line
+        for line in f:
+            fields = line.rstrip("\n").split("|")
+            if len(fields) == 2 and fields[1].strip().isdigit():
+                fields = fields[:1]                     # an entry line: the word, its meaning count
+            elif fields and (not fields[0] or fields[0].startswith("(")):
+                fields = fields[1:]                     # a meaning line: its part of speech first
+            words.extend(w for field in fields for w in field.split())
+    return words
+
+
+@dataclass(frozen=True)
+class SeedWordSource:
+    """A word list of one Debian package whose words seed the hunspell word forms."""
+
+    name: str
+    package: str
+    path: str  # below the root
+    read: Callable[[Path], list[str]]
+
+
+SEED_WORD_SOURCES: dict[str, tuple[SeedWordSource, ...]] = {
+    "cs": (SeedWordSource("thesaurus", "mythes-cs", "usr/share/mythes/th_cs_CZ_v2.dat", read_mythes_words),),
 }
 
 WORD_FORM_SOURCES: dict[str, WordFormSource] = {
@@ -226,6 +258,24 @@ def word_forms(vocabulary: Iterable[str], dic: str | Path, aff: str | Path,
 
 # ---- the extra text of a language ------------------------------------------------------
 
+def seed_words(language: str, root: str | Path = "/") -> set[str]:
+    """The normalized single words of the language's seed word lists (SEED_WORD_SOURCES);
+    GraftError naming the Debian package when one is not installed."""
+    spec = language_spec(language)
+    alphabet = set(spec.letters)
+    out: set[str] = set()
+    for source in SEED_WORD_SOURCES.get(language, ()):
+        path = Path(root) / source.path
+        if not path.is_file():
+            raise GraftError(f"extra LM word forms: missing {path} (seed words {source.name!r}): "
+                             f"install the Debian package: apt-get install {source.package}")
+        for raw in source.read(path):
+            w = normalize(raw, language)
+            if w and " " not in w and set(w) <= alphabet:
+                out.add(w)
+    return out
+
+
 def extra_lm_sentences(language: str, vocabulary: Iterable[str] = (), word_forms_too: bool = True,
                        root: str | Path = "/") -> tuple[list[str], dict]:
     """Normalized extra LM lines of a language from its installed Debian sources, and stats.
@@ -258,11 +308,13 @@ def extra_lm_sentences(language: str, vocabulary: Iterable[str] = (), word_forms
         if not dic.is_file() or not aff.is_file():
             raise GraftError(f"extra LM word forms: missing {dic} or {aff}: "
                              f"install the Debian package: apt-get install {wf.package}")
-        seed = text_words | {w for w in vocabulary if w}
-        forms, counts = word_forms(seed, dic, aff, spec.letters)
-        added = [w for w in forms if w not in seed]
+        known = text_words | {w for w in vocabulary if w}
+        seeds = seed_words(language, root)
+        forms, counts = word_forms(known | seeds, dic, aff, spec.letters)
+        added = [w for w in forms if w not in known]
         lines.extend(added)
-        stats["word_forms"] = {"package": wf.package, "seed_words": len(seed),
+        stats["word_forms"] = {"package": wf.package, "seed_words": len(known),
+                               "list_seed_words": len(seeds - known),
                                "entries_matched": counts["entries matched"], "forms_added": len(added)}
     log.info("%s extra LM text: %d lines (%s)", language, len(lines),
              ", ".join(f"{k} {v['sentences']}" for k, v in stats["sources"].items()) or "no sources")

@@ -227,7 +227,8 @@ class Trainer:
     def _setup_optim(self) -> None:
         c = self.conf
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.model, c.base_lr, c.weight_decay, self.param_groups)
+        self.optimizer = build_optimizer(self.model, c.base_lr, c.weight_decay, self.param_groups,
+                                         optimizer=c.optimizer)
         self.scheduler = WarmupEdenLR(self.optimizer, c.warm_steps, c.lr_steps, c.lr_epochs)
         self.avg = RunningAverage.from_model(self.model)
         self.amp = resolve_amp(c.amp, self.dist.device)
@@ -534,6 +535,8 @@ class Trainer:
             self.tb = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=self.step or None)
             log.info(f"model: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trainable); "
                      f"{self.dist.world_size} process(es) on {self.dist.device}")
+            log.info(f"optimizer: {type(self.optimizer).__name__}, base lr {self.conf.base_lr:g}, "
+                     f"{len(self.optimizer.param_groups)} parameter group(s)")
             log.info(self.amp.describe())
             if self.amp.enabled and self.dist.device.type == "cpu":
                 log.info(kernels)

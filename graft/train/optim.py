@@ -1,7 +1,9 @@
-"""The optimizer: AdamW over the trainable parameters, with optional caller-given groups; clipping.
+"""The optimizer: AdamW (or ScaledAdam) over the trainable parameters, with optional caller-given
+groups; clipping.
 
 Usage:
     opt = build_optimizer(model, base_lr=2e-3, weight_decay=1e-6)
+    opt = build_optimizer(model, base_lr=0.045, weight_decay=0.0, optimizer="scaled_adam")
     norm = clip_grad_norm(trainable_params, max_norm=5.0)   # after backward: the norm before clipping
     opt = build_optimizer(model, base_lr=2e-3, weight_decay=1e-6, param_groups=[
         {"params": encoder_low, "lr_scale": 0.1},          # lr = 0.1 * base_lr
@@ -43,12 +45,18 @@ def _default_groups(params: Iterable[nn.Parameter], weight_decay: float) -> list
     return groups
 
 
+OPTIMIZERS = ("adamw", "scaled_adam")
+
+
 def build_optimizer(model: nn.Module, base_lr: float, weight_decay: float,
                     param_groups: list[dict[str, Any]] | None = None,
                     betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-8,
-                    fused: bool | None = None) -> torch.optim.AdamW:
-    """AdamW over `model`'s trainable parameters (see the module docstring for groups and
+                    fused: bool | None = None, optimizer: str = "adamw") -> torch.optim.Optimizer:
+    """AdamW (or `optimizer="scaled_adam"`: graft.train.scaled_adam.ScaledAdam, which ignores
+    weight decay) over `model`'s trainable parameters (see the module docstring for groups and
     `fused`; None: fused where torch has the kernel)."""
+    if optimizer not in OPTIMIZERS:
+        raise GraftError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise GraftError("the model has no trainable parameters (all are frozen)")
@@ -71,6 +79,10 @@ def build_optimizer(model: nn.Module, base_lr: float, weight_decay: float,
             groups.append({**g, "lr": base_lr})
     else:
         groups = [{**g, "lr": base_lr} for g in _default_groups(trainable, weight_decay)]
+    if optimizer == "scaled_adam":
+        from graft.train.scaled_adam import ScaledAdam
+
+        return ScaledAdam(groups, lr=base_lr, betas=betas, eps=eps)
     if fused is None:
         fused = all(p.device.type in ("cpu", "cuda") and p.dtype in _FUSED_DTYPES for p in trainable)
     return torch.optim.AdamW(groups, lr=base_lr, betas=betas, eps=eps, weight_decay=weight_decay,

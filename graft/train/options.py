@@ -37,6 +37,7 @@ class TrainConfig:
     max_duration: float
     max_minutes: float | None
     early_stop_patience: int
+    optimizer: str
     base_lr: float
     weight_decay: float
     warm_steps: int
@@ -80,8 +81,10 @@ HELP: dict[str, str] = {
     "max_minutes": "wall-clock budget in minutes: stop cleanly with a checkpoint; run again to continue",
     "early_stop_patience": "stop when the greedy dev WER (computed after each epoch on --cuts-dev) has not "
                            "improved on its best for this many epochs (0: off, no dev WER)",
-    "base_lr": "peak learning rate of AdamW",
-    "weight_decay": "AdamW weight decay (not applied to biases and norms)",
+    "optimizer": "adamw, or scaled_adam (steps relative to each tensor's RMS, learned sizes, clipping "
+                 "against the median of recent grad norms; graft/train/scaled_adam.py; base_lr ~0.045)",
+    "base_lr": "peak learning rate (AdamW: absolute; scaled_adam: a fraction of each tensor's RMS)",
+    "weight_decay": "AdamW weight decay (not applied to biases and norms; scaled_adam ignores it)",
     "warm_steps": "batches of linear LR warm-up and of pruned-loss warm-up",
     "lr_steps": "batch scale of the LR decay",
     "lr_epochs": "epoch scale of the LR decay",
@@ -196,6 +199,10 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
     from graft.train.amp import parse_amp
 
     conf.amp = parse_amp(conf.amp)
+    from graft.train.optim import OPTIMIZERS
+
+    if conf.optimizer not in OPTIMIZERS:
+        raise GraftError(f"--optimizer {conf.optimizer!r} is not one of: {', '.join(OPTIMIZERS)}")
     return conf
 
 
@@ -227,7 +234,7 @@ def build_parser(defaults: dict[str, Any]) -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog=(
-            "Choices: AdamW; lr = base_lr * min(1, (step+1)/warm_steps) * "
+            "Choices: AdamW (or --optimizer scaled_adam); lr = base_lr * min(1, (step+1)/warm_steps) * "
             "((step^2+lr_steps^2)/lr_steps^2)^-0.25 * ((epoch^2+lr_epochs^2)/lr_epochs^2)^-0.25. "
             "Pruned RNN-T warm-up over warm_steps: simple-loss weight 1.0 -> simple_loss_scale, "
             "pruned-loss weight 0.1 -> 1.0. Batches with a non-finite loss or gradient are skipped "
