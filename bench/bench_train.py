@@ -193,6 +193,27 @@ def time_interleaved(steps: dict[str, Callable[[], None]], reps: int, warmup: in
 
 
 # ---------------------------------------------------------------------------- the loop
+def time_optimizers(model: torch.nn.Module, reps: int = 30) -> dict[str, float]:
+    """Median ms of one optimizer step over `model`'s parameters (random gradients): fused AdamW
+    (graft.train.optim's default) and ScaledAdam, taking turns."""
+    from graft.train.optim import build_optimizer
+
+    opts = {"AdamW (fused)": build_optimizer(model, 0.002, 1e-6),
+            "ScaledAdam": build_optimizer(model, 0.045, 0.0, optimizer="scaled_adam")}
+    torch.manual_seed(0)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    times: dict[str, list[float]] = {k: [] for k in opts}
+    with torch.no_grad():
+        for i in range(reps + 5):
+            for name, opt in opts.items():
+                t0 = time.perf_counter()
+                opt.step()
+                if i >= 5:
+                    times[name].append(time.perf_counter() - t0)
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
 def loop_conf(cuts: Path, lang_dir: Path, exp: Path, preset: str, max_duration: float, **kw):
     """The demo's stage-4 options (run.sh train_opts), no checkpoints inside the timed steps."""
     from graft.train.options import load_train_conf
@@ -340,6 +361,9 @@ def write_results(result: dict[str, Any]) -> str:
               + "; ".join(f"{dt} best {v['gflops']:.1f} ({', '.join(f'{s}: {g}' for s, g in v['shapes'].items())})"
                           for dt, v in r["roofline"].items()) + ".", "", "Ratios:", ""]
     lines += [f"- {k}: {v:.2f}" for k, v in r["ratios"].items()]
+    if r.get("optimizer_ms"):
+        lines += ["", f"Optimizer step over the {r['params_m']} M parameters ({r['cores']} cores, median ms, "
+                  "taking turns): " + "; ".join(f"{k} {v:.1f}" for k, v in r["optimizer_ms"].items()) + "."]
     lines += [""] + [f"- {n}" for n in r["notes"]]
     md = "\n".join(lines) + "\n"
     with atomic_write(out / "train.md") as f:
@@ -415,6 +439,8 @@ def main() -> None:
         else:
             notes.append("bf16 forced was not timed (--bf16-step): this CPU has no native bf16, a step took "
                          "17-37 s in a trial (100x slower than fp32)")
+    optimizer_ms = time_optimizers(fast_model)
+    print("optimizer step (ms)", optimizer_ms, flush=True)
     del fp32_model, fast_model, shared_model, steps
     per_audio = flops / audio
     loops = {}
@@ -468,7 +494,8 @@ def main() -> None:
               "ratios": ratios, "notes": notes, "cpu": _cpu_name(), "cores": os.cpu_count(),
               "capability": cpu_capability(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
               "load_before": load_before, "load_after": round(os.getloadavg()[0], 1),
-              "bare_times": {k: [round(x, 4) for x in v] for k, v in times.items()}}
+              "bare_times": {k: [round(x, 4) for x in v] for k, v in times.items()},
+              "optimizer_ms": optimizer_ms}
     print(write_results(result))
 
 

@@ -273,7 +273,7 @@ def _run_tasks(tasks: list, jobs: int, total: int, desc: str):
 def synthesize_corpus(out_dir: str | Path, minutes: dict[str, dict[str, float]], seed: int = 0,
                       jobs: int = 2, extra_lm_text: str = "none") -> dict[str, dict]:
     """Synthesize the demo corpus into `out_dir/<lang>/`; return the report per language.
-    `extra_lm_text` (none, text, forms) adds Debian text to lm_text.txt (graft.data.extra_text)."""
+    `extra_lm_text` (none, text, forms, thesaurus) adds Debian text to lm_text.txt (graft.data.extra_text)."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     states: dict[str, _State] = {}
@@ -325,7 +325,8 @@ def _lm_lines(st: _State, selection: dict[str, list[Candidate]], extra: str) -> 
     held_out = {c.sentence.text for split, cands in selection.items() if split != "train" for c in cands}
     vocabulary = {w for s in lines for w in s.split()} | {w for c in selection.get("train", [])
                                                           for w in c.sentence.text.split()}
-    more, stats = extra_lm_sentences(st.language, vocabulary=vocabulary, word_forms_too=extra == "forms")
+    more, stats = extra_lm_sentences(st.language, vocabulary=vocabulary, word_forms_too=extra in ("forms", "thesaurus"),
+                                     seed_lists=extra == "thesaurus")
     known = set(lines)
     lines += [s for s in more if s not in held_out and s not in known]
     return lines, {"setting": extra, **stats}
@@ -421,10 +422,11 @@ def add_synthesize_command(sub: argparse._SubParsersAction) -> None:
                              help=f"{lang} {split} audio in minutes (default: %(default)s)"
                              + ("; read by the held-out voices only, 0 = no voice-disjoint test set"
                                 if split == UNSEEN else ""))
-    syn.add_argument("--extra-lm-text", choices=("none", "text", "forms"), default="none",
+    syn.add_argument("--extra-lm-text", choices=("none", "text", "forms", "thesaurus"), default="none",
                      help="add Debian text of the language to lm_text.txt: none, text (running text), forms "
-                          "(running text and the inflected forms of its words; graft.data.extra_text) "
-                          "(default: %(default)s)")
+                          "(running text and the inflected forms of its words; graft.data.extra_text), "
+                          "thesaurus (forms, also of the words of the language's thesaurus: Czech 97 %% dev "
+                          "coverage instead of 95, a 1.7x larger lexicon) (default: %(default)s)")
     syn.set_defaults(func=_cmd_synthesize)
 
 

@@ -33,11 +33,11 @@ def test_czech_running_text_is_normalized_and_deterministic():
 
 def test_czech_word_forms_inflect_the_vocabulary(monkeypatch):
     monkeypatch.setitem(extra_text.TEXT_SOURCES, "cs", ())  # the forms of `vocabulary` alone: fast
-    monkeypatch.setitem(extra_text.SEED_WORD_SOURCES, "cs", ())
     lines, stats = extra_lm_sentences("cs", vocabulary=["kočka", "hrad"])
     # other cases of the vocabulary words (and their negated forms), one word a line, sorted
     assert {"kočky", "kočce", "kočkou", "koček", "hradu", "hradem", "hradech"} <= set(lines)
     assert "kočka" not in lines and "hrad" not in lines  # already in the caller's LM text
+    assert "kanceláře" not in lines                      # the thesaurus seeds only with seed_lists=True
     assert lines == sorted(lines) and stats["word_forms"]["forms_added"] == len(lines)
     letters = set(alphabet("cs"))
     assert all(set(w) <= letters for w in lines)
@@ -51,7 +51,7 @@ def test_thesaurus_words_seed_forms_of_words_the_text_lacks(monkeypatch):
     assert len(seeds) > 30000 and {"prodávat", "kancelář", "zápasník"} <= seeds
     monkeypatch.setitem(extra_text.TEXT_SOURCES, "cs", ())
     monkeypatch.setattr(extra_text, "seed_words", lambda language, root="/": {"kancelář"})
-    lines, stats = extra_lm_sentences("cs", vocabulary=["hrad"])
+    lines, stats = extra_lm_sentences("cs", vocabulary=["hrad"], seed_lists=True)
     assert {"kanceláře", "kanceláří", "kancelářemi", "hradu"} <= set(lines)
     assert "kancelář" in lines and "hrad" not in lines      # a seed word is not LM text: it is added
     assert stats["word_forms"]["list_seed_words"] == 1
@@ -70,7 +70,7 @@ def test_missing_seed_list_names_the_package(tmp_path, monkeypatch):
     monkeypatch.setattr(extra_text, "WORD_FORM_SOURCES", {"cs": extra_text.WordFormSource(
         "hunspell-cs", str(ROOT / WORD_FORM_SOURCES["cs"].dic), str(ROOT / WORD_FORM_SOURCES["cs"].aff))})
     with pytest.raises(GraftError, match="apt-get install mythes-cs"):
-        extra_lm_sentences("cs", vocabulary=["hrad"], root=tmp_path)
+        extra_lm_sentences("cs", vocabulary=["hrad"], root=tmp_path, seed_lists=True)
 
 
 def test_missing_source_names_the_package(tmp_path):

@@ -38,7 +38,8 @@ cs_dev_minutes=10           # Czech dev audio (minutes)
 cs_test_minutes=15          # Czech test audio (minutes)
 en_unseen_minutes=10        # English test_unseen audio (minutes), read by held-out voices only; 0 = none
 cs_unseen_minutes=10        # Czech test_unseen audio (minutes), read by held-out voices only; 0 = none
-extra_lm_text=forms         # Debian text added to the LM text: none, text, forms (text + inflected forms; Czech)
+extra_lm_text=forms         # Debian text added to the LM text: none, text, forms (text + inflected forms; Czech),
+                            # thesaurus (forms also of the thesaurus's words: dev coverage 97 %, 851k words)
 cs_train_subsets="15 30 60" # nested Czech train subsets (minutes) besides "all"
 vocab_size=150              # BPE vocabulary size (each language): 500 did not leave the CTC plateau in budget
 lm_order=3                  # n-gram order of the word LM
