@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     source = SourceSpec(opts.source_exp, opts.source_lang_dir, opts.source_epoch, opts.source_avg,
                         bool(opts.source_use_averaged))
     if opts.dry_run:
-        setup = prepare_transfer(source, rules, conf.lang_dir, conf.model_conf, conf.seed)
+        setup = prepare_transfer(source, rules, conf.lang_dir, conf.model_conf, conf.seed, conf.dropout)
         add_source_mix(setup, conf.cuts_train, conf.exp_dir, conf.seed, write=False)
         print(describe(setup))
         resume = check_resumable(conf.exp_dir, setup)
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     dist_info = init_distributed(conf.device)
     try:
-        setup = prepare_transfer(source, rules, conf.lang_dir, conf.model_conf, conf.seed)
+        setup = prepare_transfer(source, rules, conf.lang_dir, conf.model_conf, conf.seed, conf.dropout)
         if conf.model_conf is None:                   # recorded in params.json
             conf.model_conf = f"source ({setup.model_conf.get('name') or opts.source_exp})"
         result = run_transfer(setup, conf, dist_info)

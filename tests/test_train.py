@@ -66,7 +66,12 @@ def test_cli_overrides_yaml(tmp_path):
     conf = parse_train_args(["--config", str(recipe), "--cuts-train", "a", "--lang-dir", "b", "--exp-dir", "c",
                              "--base-lr", "0.5", "--speed-perturb", "true", "--max-minutes", "none"])
     assert conf.num_epochs == 7 and conf.base_lr == 0.5 and conf.speed_perturb is True
-    assert conf.max_minutes is None
+    assert conf.max_minutes is None and conf.dropout is None
+    assert parse_train_args(["--cuts-train", "a", "--lang-dir", "b", "--exp-dir", "c", "--dropout", "0"]).dropout == 0.0
+    with pytest.raises(GraftError, match="--dropout must be < 1, got 1.0"):
+        load_train_conf(dropout=1.0)
+    with pytest.raises(GraftError, match="--dropout must be >= 0, got -0.1"):
+        load_train_conf(dropout=-0.1)
     with pytest.raises(GraftError, match="--cuts-train"):
         parse_train_args(["--lang-dir", "b", "--exp-dir", "c"])
     recipe.write_text("no_such_option: 1\n")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_asr import tiny_asr_session  # noqa: E402
@@ -87,8 +88,10 @@ def data(tmp_path_factory):
     result = run_training(load_train_conf(
         cuts_train=str(en.cuts_train), lang_dir=str(en.lang_dir), exp_dir=str(src_exp), model_conf="tiny",
         num_epochs=1, max_duration=12.0, spec_augment=False, warm_steps=2, save_every_n=0, log_interval=2,
-        num_buckets=2, ctc_weight=0.2))
+        num_buckets=2, ctc_weight=0.2, dropout=0.0))
     assert result.finished
+    written = yaml.safe_load((src_exp / "model.yaml").read_text())   # --dropout 0 over tiny's 0.1
+    assert written["dropout"] == 0.0 and written["ctc_dropout"] == 0.0
     assert (src_exp / "lang" / "tokens.txt").read_text() == (en.lang_dir / "tokens.txt").read_text()
     assert (src_exp / "model.yaml").is_file()
     return {"en": en, "cs": cs, "root": root, "src_exp": src_exp}
@@ -142,6 +145,7 @@ def test_transfer_finetune_resume_and_decode(data):
     assert record["totals"]["shared_pieces"] > 3
     assert ckpt["lang"]["vocab_size"] == len((data["cs"]["lang"] / "tokens.txt").read_text().splitlines())
     assert (exp / "transfer.json").is_file() and (exp / "transfer_plan.txt").is_file()
+    assert yaml.safe_load((exp / "model.yaml").read_text())["dropout"] == 0.0    # the source's conf
     assert (exp / "cuts_train_mix.jsonl.gz").is_file() and record["mix"]["num_source"] >= 1
     assert ckpt["progress"]["step"] > 0
 
@@ -201,7 +205,9 @@ def test_frozen_for_the_whole_run(data):
     from graft.train.checkpoint import read_checkpoint
 
     exp = data["root"] / "exp" / "cs_frozen"
-    _transfer_main()(_argv(data, exp, "--transfer-conf", "encoder_frozen"))
+    _transfer_main()(_argv(data, exp, "--transfer-conf", "encoder_frozen", "--dropout", "0.25"))
+    written = yaml.safe_load((exp / "model.yaml").read_text())      # the target's own dropout
+    assert written["dropout"] == 0.25 and written["ctc_dropout"] == 0.25
     ckpt = read_checkpoint(exp / "epoch-1.pt")
     src = read_checkpoint(data["src_exp"] / "epoch-1.pt")["model"]
     frozen = [k for k in ckpt["model"] if k.startswith(("encoder.embed.", "encoder.layers."))]

@@ -134,6 +134,14 @@ def load_model_conf(name_or_path: str | os.PathLike) -> dict[str, Any]:
     return _check(conf, str(path))
 
 
+def with_dropout(conf: dict[str, Any], dropout: float | None) -> dict[str, Any]:
+    """`conf` with its dropout and ctc_dropout set to `dropout` (a copy; None: `conf` unchanged).
+    The training option `--dropout` (graft.train.options) goes through here."""
+    if dropout is None:
+        return conf
+    return {**conf, "dropout": float(dropout), "ctc_dropout": float(dropout)}
+
+
 def build_model(conf: dict[str, Any], vocab_size: int, blank_id: int = 0) -> Transducer:
     """A freshly initialised Transducer for `conf` (every key of KEYS, or `base`)."""
     c = _check(dict(conf), "model conf")

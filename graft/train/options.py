@@ -33,6 +33,7 @@ class TrainConfig:
     lang_dir: str | None
     exp_dir: str | None
     model_conf: str
+    dropout: float | None
     num_epochs: int
     max_duration: float
     max_minutes: float | None
@@ -76,6 +77,7 @@ HELP: dict[str, str] = {
     "lang_dir": "BPE lang dir (stage 3) with bpe.model and tokens.txt, e.g. data/lang/en_bpe500",
     "exp_dir": "experiment dir: checkpoints, log/, tensorboard/, params.json, loss.png",
     "model_conf": "model preset of conf/model/*.yaml (tiny, small, ...) or a yaml path",
+    "dropout": "this run's dropout and ctc_dropout, instead of the model conf's (default: the conf's)",
     "num_epochs": "number of epochs",
     "max_duration": "seconds of audio per batch (per process)",
     "max_minutes": "wall-clock budget in minutes: stop cleanly with a checkpoint; run again to continue",
@@ -169,7 +171,7 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
 
 # option -> (lowest allowed, whether the lowest itself is allowed): malformed values are errors.
 _RANGES: dict[str, tuple[float, bool]] = {
-    "num_epochs": (1, True), "max_duration": (0, False), "max_minutes": (0, False),
+    "num_epochs": (1, True), "dropout": (0, True), "max_duration": (0, False), "max_minutes": (0, False),
     "early_stop_patience": (0, True),
     "base_lr": (0, False), "weight_decay": (0, True), "warm_steps": (0, True), "lr_steps": (0, False),
     "lr_epochs": (0, False), "clip_grad_norm": (0, False), "prune_range": (1, True),
@@ -198,6 +200,8 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
             raise GraftError(f"{flag} must be {bound}, got {value}")
     from graft.train.amp import parse_amp
 
+    if conf.dropout is not None and conf.dropout >= 1:
+        raise GraftError(f"--dropout must be < 1, got {conf.dropout}")
     conf.amp = parse_amp(conf.amp)
     from graft.train.optim import OPTIMIZERS
 

@@ -31,12 +31,12 @@ def write_model_conf(model_conf: dict, path: Path) -> None:
 
 def run_training(conf: TrainConfig) -> TrainResult:
     """The whole training stage for `conf` (see graft.train.loop for what it writes)."""
-    from graft.model.build import build_model, load_model_conf
+    from graft.model.build import build_model, load_model_conf, with_dropout
 
     dist_info = init_distributed(conf.device)
     try:
         lang = load_lang_dir(conf.lang_dir)
-        model_conf = load_model_conf(conf.model_conf)
+        model_conf = with_dropout(load_model_conf(conf.model_conf), conf.dropout)
         seed_everything(conf.seed)
         model = build_model(model_conf, vocab_size=lang.vocab_size, blank_id=lang.blank_id)
         if dist_info.is_main:  # the model carries its lang dir and conf (decoding, transfer, baselines)

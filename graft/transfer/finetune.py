@@ -116,18 +116,20 @@ def _model_conf(conf: str | dict[str, Any] | None, source: Source) -> dict[str, 
 
 
 def prepare_transfer(source: SourceSpec | Source, rules: TransferRules, lang_dir: str | Path,
-                     model_conf: str | dict[str, Any] | None = None, seed: int = 0) -> TransferSetup:
+                     model_conf: str | dict[str, Any] | None = None, seed: int = 0,
+                     dropout: float | None = None) -> TransferSetup:
     """Load and check everything, build the target model and apply the transfer (no training).
 
     model_conf None: the source's own conf (the usual case: same architecture, new vocabulary).
+    dropout: the target's dropout and ctc_dropout instead of that conf's (None: the conf's).
     The fresh parts are initialized after seeding with `seed`, as steps/train.py does.
     """
-    from graft.model.build import build_model
+    from graft.model.build import build_model, with_dropout
     from graft.train.rng import seed_everything
 
     lang = load_lang_dir(lang_dir)                       # MissingStageError naming stage 3
     src = source if isinstance(source, Source) else load_source(source)
-    conf = _model_conf(model_conf, src)
+    conf = with_dropout(_model_conf(model_conf, src), dropout)
     vocab = match_vocab(src.tokens, Path(lang_dir) / "tokens.txt")
     seed_everything(seed)
     model = build_model(conf, vocab_size=lang.vocab_size, blank_id=lang.blank_id)
