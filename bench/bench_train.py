@@ -143,13 +143,15 @@ def matmul_roofline(frames: int, dims: list[tuple[int, int]], dtype: torch.dtype
 
 
 # ---------------------------------------------------------------------------- bare steps
-def make_model(preset: str, vocab: int, dropout_impl: str, shared: bool | None = None):
-    """The preset's model; `shared` overrides its dropout_shared_time (None: the preset's)."""
-    from graft.model.build import build_model, load_model_conf
+def make_model(preset: str, vocab: int, dropout_impl: str, shared: bool | None = None,
+               dropout: float | None = None):
+    """The preset's model; `shared` overrides its dropout_shared_time, `dropout` its dropout and
+    ctc_dropout (the training option --dropout; None: the preset's)."""
+    from graft.model.build import build_model, load_model_conf, with_dropout
     from graft.model.dropout import set_dropout_impl
 
     torch.manual_seed(0)
-    conf = load_model_conf(preset)
+    conf = with_dropout(load_model_conf(preset), dropout)
     if shared is not None:
         conf["dropout_shared_time"] = shared
     model = build_model(conf, vocab)
@@ -224,7 +226,8 @@ def loop_conf(cuts: Path, lang_dir: Path, exp: Path, preset: str, max_duration: 
 
 
 def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: float, threads: int,
-             workdir: Path, before: bool, warmup: int = 1, shared: bool | None = None) -> dict[str, Any]:
+             workdir: Path, before: bool, warmup: int = 1, shared: bool | None = None,
+             dropout: float | None = None) -> dict[str, Any]:
     """The real training loop for `warmup` + `steps` batches, the first `warmup` not timed
     (oneDNN builds its bf16 kernels for the shapes it meets first); `before`: the code paths
     issue 15 replaced (torch's dropout, the per-parameter AdamW loop and clipping, fp32, batches
@@ -256,7 +259,8 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
 
     torch.set_num_threads(threads)
     lang = load_lang_dir(lang_dir)
-    model = make_model(preset, lang.vocab_size, "torch" if before else "fast", shared=False if before else shared)
+    model = make_model(preset, lang.vocab_size, "torch" if before else "fast", shared=False if before else shared,
+                       dropout=dropout)
     exp = Path(tempfile.mkdtemp(dir=workdir, prefix="exp-"))
     conf = loop_conf(cuts, lang_dir, exp, preset, max_duration, amp="false" if before else "auto",
                      **({"pad_frames_to": 1} if before else {}))
@@ -410,8 +414,9 @@ def main() -> None:
     fast_model = make_model(args.preset, vocab, "fast", shared=False)
     off, auto = resolve_amp("false", "cpu"), resolve_amp("auto", "cpu")
     shared_model = make_model(args.preset, vocab, "fast", shared=True)
+    nodrop_model = make_model(args.preset, vocab, "fast", shared=False, dropout=0.0)
     steps = {"fp32": step_fn(fp32_model, batch, off), "fast": step_fn(fast_model, batch, auto),
-             "shared": step_fn(shared_model, batch, auto)}
+             "shared": step_fn(shared_model, batch, auto), "nodrop": step_fn(nodrop_model, batch, auto)}
     flops = step_flops(steps["fast"])
     frames = args.batch * int(fast_model.encoder.embed(batch[0][:1], batch[1][:1])[1][0])
     d, ff = mconf["encoder_dim"], mconf["ff_dim"]
@@ -426,7 +431,8 @@ def main() -> None:
     dt = 'bf16' if auto.enabled else 'fp32'
     for key, label in (("fp32", "bare step, fp32 (torch dropout; before)"),
                        ("fast", f"bare step, fast path (graft dropout, {dt})"),
-                       ("shared", f"bare step, fast path, dropout masks shared over time ({dt})")):
+                       ("shared", f"bare step, fast path, dropout masks shared over time ({dt})"),
+                       ("nodrop", f"bare step, fast path, --dropout 0 (the demo's English source; {dt})")):
         t = statistics.median(times[key])
         rows.append(_row(label, str(args.threads), audio, t, audio / t, flops / t / 1e9, r32, r16))
         print(rows[-1], flush=True)
@@ -441,15 +447,16 @@ def main() -> None:
                          "17-37 s in a trial (100x slower than fp32)")
     optimizer_ms = time_optimizers(fast_model)
     print("optimizer step (ms)", optimizer_ms, flush=True)
-    del fp32_model, fast_model, shared_model, steps
+    del fp32_model, fast_model, shared_model, nodrop_model, steps
     per_audio = flops / audio
     loops = {}
-    for key, before, shared, label in (
-            ("before", True, False, "loop, before (torch dropout, AdamW loop, fp32)"),
-            ("fast", False, False, f"loop, fast path ({dt})"),
-            ("shared", False, True, f"loop, fast path, dropout masks shared over time ({dt})")):
+    for key, before, shared, dropout, label in (
+            ("before", True, False, None, "loop, before (torch dropout, AdamW loop, fp32)"),
+            ("fast", False, False, None, f"loop, fast path ({dt})"),
+            ("shared", False, True, None, f"loop, fast path, dropout masks shared over time ({dt})"),
+            ("nodrop", False, False, 0.0, f"loop, fast path, --dropout 0 (the demo's English source; {dt})")):
         res = run_loop(cuts, lang_dir, args.preset, args.steps, args.max_duration, args.threads, workdir, before,
-                       args.loop_warmup, shared=shared)
+                       args.loop_warmup, shared=shared, dropout=dropout)
         loops[key] = res
         g = per_audio * res["audio_sec_per_sec"] / 1e9
         rows.append(_row(label, str(args.threads), res["audio_per_step"], res["sec_per_step"],
@@ -467,6 +474,7 @@ def main() -> None:
     ratios = {"bare step: fast path / fp32": bare["fast"] / bare["fp32"],
               "bare step: shared masks / fast path": bare["shared"] / bare["fast"],
               "bare step: shared masks / fp32 (goal >= 2)": bare["shared"] / bare["fp32"],
+              "bare step: --dropout 0 / fp32 with dropout": bare["nodrop"] / bare["fp32"],
               "loop fast path / bare step fast path (goal >= 0.85)": fast["audio_sec_per_sec"] / bare["fast"],
               "  of which batch fill (audio / padded seconds a step)": fast["audio_per_step"] / fast["padded_per_step"],
               "  and the loop's padded seconds per second / the bare step's":
@@ -474,6 +482,8 @@ def main() -> None:
               "loop, shared masks / bare step, shared masks": loops["shared"]["audio_sec_per_sec"] / bare["shared"],
               "loop fast path / loop before": fast["audio_sec_per_sec"] / loops["before"]["audio_sec_per_sec"],
               "loop shared masks / loop fast path": loops["shared"]["audio_sec_per_sec"] / fast["audio_sec_per_sec"],
+              "loop --dropout 0 / loop fast path": loops["nodrop"]["audio_sec_per_sec"] / fast["audio_sec_per_sec"],
+              "loop --dropout 0 / loop before": loops["nodrop"]["audio_sec_per_sec"] / loops["before"]["audio_sec_per_sec"],
               "loop before / bare step fp32": loops["before"]["audio_sec_per_sec"] / bare["fp32"]}
     if ddp:
         ratios["DDP 2 x 1 / loop fast path 1 x 2"] = ddp["audio_sec_per_sec"] / fast["audio_sec_per_sec"]
