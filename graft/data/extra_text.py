@@ -97,6 +97,7 @@ TEXT_SOURCES: dict[str, tuple[TextSource, ...]] = {
     ),
 }
 
+
 def read_mythes_words(path: Path) -> list[str]:
     """Every word of a MyThes thesaurus .dat (entries `word|n`, then n lines `(pos)|syn|syn...`)."""
     words: list[str] = []
