@@ -58,9 +58,9 @@ class ScaledAdam(torch.optim.Optimizer):
         if size_update_period < 1 or clipping_update_period < 1:
             raise ValueError("ScaledAdam: size_update_period and clipping_update_period must be >= 1")
         defaults = dict(lr=lr, betas=betas, eps=eps, scalar_lr_scale=scalar_lr_scale,
-                        param_min_rms=param_min_rms, param_max_rms=param_max_rms, scalar_max=scalar_max,
-                        size_update_period=size_update_period)
+                        param_min_rms=param_min_rms, param_max_rms=param_max_rms, scalar_max=scalar_max)
         super().__init__(params, defaults)
+        self.size_update_period = int(size_update_period)
         self.clipping_scale = float(clipping_scale)
         self.clipping_update_period = int(clipping_update_period)
 
@@ -76,22 +76,24 @@ class ScaledAdam(torch.optim.Optimizer):
             state["delta"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if p.numel() > 1:
-                period = self.param_groups[0]["size_update_period"]
                 state["param_rms"] = p.detach().float().pow(2).mean().sqrt()
-                state["scale_grads"] = torch.zeros(period, dtype=torch.float32, device=p.device)
+                state["scale_grads"] = torch.zeros(self.size_update_period, dtype=torch.float32, device=p.device)
                 state["scale_exp_avg_sq"] = torch.zeros((), dtype=torch.float32, device=p.device)
         return state
 
+    def _sizes(self, ps: list[Tensor], group: dict[str, Any]) -> Tensor:
+        """Each tensor's RMS floored at param_min_rms (1 for scalars): the scale of its step."""
+        return torch.stack([self.state[p]["param_rms"].clamp(min=group["param_min_rms"]) if p.numel() > 1
+                            else torch.ones((), device=p.device) for p in ps])
+
     # ---- clipping ---------------------------------------------------------------------------
-    def _clip_factor(self, params: list[Tensor]) -> float:
+    def _clip_factor(self, groups: list[tuple[dict[str, Any], list[Tensor]]]) -> float:
         first = self._first_state()
         step = int(first.get("step", 0))
         period = self.clipping_update_period
-        grads = [p.grad for p in params]
+        grads = [p.grad for _, ps in groups for p in ps]
         norms = torch.stack([n.float() for n in torch._foreach_norm(grads)])
-        weights = torch.stack([self.state[p]["param_rms"].clamp(min=g["param_min_rms"])
-                               if p.numel() > 1 else torch.ones((), device=p.device)
-                               for g in self.param_groups for p in g["params"] if p.grad is not None])
+        weights = torch.cat([self._sizes(ps, g) for g, ps in groups])
         norm = float((norms * weights).pow(2).sum().sqrt())
         history = first.setdefault("model_norms", torch.zeros(period))
         if step > 0 and step % period == 0:
@@ -116,26 +118,25 @@ class ScaledAdam(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
-        if not params:
+        groups = [(g, [p for p in g["params"] if p.grad is not None]) for g in self.param_groups]
+        groups = [(g, ps) for g, ps in groups if ps]
+        if not groups:
             return loss
-        if p_sparse := [p for p in params if p.grad.is_sparse]:
-            raise RuntimeError(f"ScaledAdam does not support sparse gradients ({len(p_sparse)} tensors)")
-        for p in params:
-            self._init_state(p)
-        clip = self._clip_factor(params)
+        if sparse := sum(p.grad.is_sparse for _, ps in groups for p in ps):
+            raise RuntimeError(f"ScaledAdam does not support sparse gradients ({sparse} tensors)")
+        for _, ps in groups:
+            for p in ps:
+                self._init_state(p)
+        clip = self._clip_factor(groups)
         first = self._first_state()
         step = int(first.get("step", 0))
-        for group in self.param_groups:
-            self._step_group(group, step, clip)
+        for group, ps in groups:
+            self._step_group(group, ps, step, clip)
         first["step"] = step + 1
         return loss
 
-    def _step_group(self, group: dict[str, Any], step: int, clip: float) -> None:
+    def _step_group(self, group: dict[str, Any], ps: list[Tensor], step: int, clip: float) -> None:
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        ps = [p for p in group["params"] if p.grad is not None]
-        if not ps:
-            return
         grads = [p.grad for p in ps]
         if clip != 1.0:
             grads = torch._foreach_mul(grads, clip)
@@ -157,12 +158,9 @@ class ScaledAdam(torch.optim.Optimizer):
         denom = torch._foreach_sqrt(torch._foreach_div(sqs, bias2))
         torch._foreach_add_(denom, eps)
         direction = torch._foreach_div(grads, denom)
-        alphas = []
-        for p, s in zip(ps, states):
-            if p.numel() > 1:
-                alphas.append(-lr * (1.0 - beta1) * max(float(s["param_rms"]), group["param_min_rms"]))
-            else:
-                alphas.append(-lr * group["scalar_lr_scale"] * (1.0 - beta1))
+        sizes = self._sizes(ps, group).tolist()          # one read of the RMS values a step
+        alphas = [-lr * (1.0 - beta1) * (size if p.numel() > 1 else group["scalar_lr_scale"])
+                  for p, size in zip(ps, sizes)]
         torch._foreach_mul_(direction, alphas)
         torch._foreach_add_(deltas, direction)
         torch._foreach_add_(ps, deltas)
@@ -174,7 +172,7 @@ class ScaledAdam(torch.optim.Optimizer):
                      states: list[dict[str, Any]], step: int) -> None:
         """Record d loss / d log(scale) each step; every size_update_period steps re-measure
         the RMS and move each tensor's scale (added to its momentum buffer)."""
-        period = group["size_update_period"]
+        period = self.size_update_period
         slot = step % period
         dots = torch._foreach_mul(ps, grads)
         for s, d in zip(states, dots):
