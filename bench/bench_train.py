@@ -16,8 +16,12 @@ Rows (one run, the same model preset and batch sizes; the first step of each is 
                     dropout_shared_time)
   loop              graft.train.loop.Trainer as stage 4 runs it (lilcom features from disk,
                     bucketed 30 s batches with their padding, AdamW, clipping, running average,
-                    logging, the guard), before and after issue 15, and with shared masks; the
-                    padded seconds a step and the batch fill split the loop/bare ratio in two
+                    logging, the guard), before and after issue 15, with shared masks, and with
+                    one DataLoader worker process; the padded seconds a step and the batch fill
+                    split the loop/bare ratio in two, and each loop step is split into the time
+                    outside the step (next batch, averaging, logging), forward + backward, and
+                    the update (clipping + optimizer), beside a bare replay of the loop's own
+                    batches (the model's speed on those sizes and shapes, without the loop)
   DDP 2 x 1         torchrun, 2 processes of 1 thread, gloo (rate over all ranks; the preset's masks)
 Audio s/s is audio seconds trained per wall second; GFLOPS counts the matrix products and
 convolutions of one step (torch.utils.flop_counter), and "of fp32 / of bf16" is that rate over
@@ -227,7 +231,7 @@ def loop_conf(cuts: Path, lang_dir: Path, exp: Path, preset: str, max_duration: 
 
 def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: float, threads: int,
              workdir: Path, before: bool, warmup: int = 1, shared: bool | None = None,
-             dropout: float | None = None) -> dict[str, Any]:
+             dropout: float | None = None, num_workers: int = 0) -> dict[str, Any]:
     """The real training loop for `warmup` + `steps` batches, the first `warmup` not timed
     (oneDNN builds its bf16 kernels for the shapes it meets first); `before`: the code paths
     issue 15 replaced (torch's dropout, the per-parameter AdamW loop and clipping, fp32, batches
@@ -239,6 +243,9 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
 
     class TimedTrainer(loop_mod.Trainer):
         marks: list[tuple[float, float, float, float]] = []
+        spans: list[tuple[float, float, float]] = []    # (step entry, step exit, clip + optimizer seconds)
+        kept: list[dict[str, Any]] = []                 # the timed batches, replayed bare afterwards
+        update_s = 0.0
 
         def _setup_optim(self) -> None:
             super()._setup_optim()
@@ -247,12 +254,27 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
                                                  self.param_groups, fused=False)
                 self.scheduler = type(self.scheduler)(self.optimizer, self.conf.warm_steps,
                                                       self.conf.lr_steps, self.conf.lr_epochs)
+            step = self.optimizer.step
+
+            def timed_step(*a, **kw):
+                t = time.perf_counter()
+                try:
+                    return step(*a, **kw)
+                finally:
+                    TimedTrainer.update_s += time.perf_counter() - t
+            self.optimizer.step = timed_step
 
         def _train_step(self, batch, stats):
+            TimedTrainer.update_s = 0.0
+            t_in = time.perf_counter()
             out = super()._train_step(batch, stats)
+            t_out = time.perf_counter()
+            self.spans.append((t_in, t_out, TimedTrainer.update_s))
             feats = batch["features"]
-            self.marks.append((time.perf_counter(), time.process_time(), batch["duration"],
+            self.marks.append((t_out, time.process_time(), batch["duration"],
                                feats.shape[0] * feats.shape[1] / 100.0))     # padded seconds (100 frames/s)
+            if len(self.marks) > warmup:
+                self.kept.append(batch)
             if len(self.marks) >= warmup + steps:
                 self.conf.max_minutes = 0.0              # the loop's own clean stop
             return out
@@ -263,10 +285,18 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
                        dropout=dropout)
     exp = Path(tempfile.mkdtemp(dir=workdir, prefix="exp-"))
     conf = loop_conf(cuts, lang_dir, exp, preset, max_duration, amp="false" if before else "auto",
+                     num_workers=num_workers,
                      **({"pad_frames_to": 1} if before else {}))
     saved_clip = loop_mod.clip_grad_norm
-    if before:
-        loop_mod.clip_grad_norm = lambda ps, max_norm: float(torch.nn.utils.clip_grad_norm_(ps, max_norm))
+    clip = ((lambda ps, max_norm: float(torch.nn.utils.clip_grad_norm_(ps, max_norm))) if before else saved_clip)
+
+    def timed_clip(ps, max_norm):
+        t = time.perf_counter()
+        try:
+            return clip(ps, max_norm)
+        finally:
+            TimedTrainer.update_s += time.perf_counter() - t
+    loop_mod.clip_grad_norm = timed_clip
     try:
         trainer = TimedTrainer(model, conf, lang, load_model_conf(preset))
         trainer.run()
@@ -276,9 +306,34 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
     wall, cpu = m[-1][0] - m[0][0], m[-1][1] - m[0][1]
     audio = sum(x[2] for x in m[1:])
     padded = sum(x[3] for x in m[1:])
-    return {"steps_timed": len(m) - 1, "audio_per_step": audio / (len(m) - 1), "sec_per_step": wall / (len(m) - 1),
-            "padded_per_step": padded / (len(m) - 1),
-            "audio_sec_per_sec": audio / wall, "cpu_per_wall": cpu / wall, "amp": trainer.amp.enabled}
+    n = len(m) - 1
+    spans = trainer.spans[warmup - 1:]
+    outside = sum(b[0] - a[1] for a, b in zip(spans, spans[1:])) / n     # next batch, averaging, logging
+    update = sum(s[2] for s in spans[1:]) / n                            # clipping + optimizer step
+    fwd_bwd = sum(s[1] - s[0] - s[2] for s in spans[1:]) / n            # the rest of the step
+    replay = replay_batches(trainer.model, trainer.kept, trainer.amp)
+    return {"steps_timed": n, "audio_per_step": audio / n, "sec_per_step": wall / n,
+            "padded_per_step": padded / n,
+            "audio_sec_per_sec": audio / wall, "cpu_per_wall": cpu / wall, "amp": trainer.amp.enabled,
+            "outside_step_s": outside, "update_s": update, "fwd_bwd_s": fwd_bwd,
+            "replay_sec_per_step": replay, "replay_audio_sec_per_sec": audio / n / replay}
+
+
+def replay_batches(model: torch.nn.Module, batches: list[dict[str, Any]], amp, passes: int = 2) -> float:
+    """Mean seconds of a bare forward + backward (the loop's loss options, no optimizer) on the
+    loop's own timed batches, already in memory; the last of `passes` passes is timed (the first
+    meets every shape again, as the loop did)."""
+    model.train()
+    for p in range(passes):
+        t0 = time.perf_counter()
+        for b in batches:
+            with amp.autocast():
+                loss, info = model(b["features"], b["feature_lens"], b["tokens"], prune_range=5,
+                                   simple_loss_scale=0.5, ctc_weight=0.2)
+            (loss / max(float(info["frames"]), 1.0)).backward()
+            model.zero_grad(set_to_none=True)
+        wall = time.perf_counter() - t0
+    return wall / max(len(batches), 1)
 
 
 def free_port() -> int:
@@ -368,6 +423,16 @@ def write_results(result: dict[str, Any]) -> str:
     if r.get("optimizer_ms"):
         lines += ["", f"Optimizer step over the {r['params_m']} M parameters ({r['cores']} cores, median ms, "
                   "taking turns): " + "; ".join(f"{k} {v:.1f}" for k, v in r["optimizer_ms"].items()) + "."]
+    if r.get("loop_parts"):
+        lines += ["", "Where a loop step goes (mean ms over the timed steps): outside the step = waiting for the "
+                  "next batch (lilcom reads, collation, tokens) + averaging + logging; update = clipping + "
+                  "optimizer step; replay = forward + backward alone on the same batches, in memory, after the loop:", "",
+                  "| loop | s / step | outside the step | forward + backward | update | replay | replay audio s / s |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for k, v in r["loop_parts"].items():
+            lines.append(f"| {k} | {1000 * v['sec_per_step']:.0f} | {1000 * v['outside_step_s']:.0f} | "
+                         f"{1000 * v['fwd_bwd_s']:.0f} | {1000 * v['update_s']:.0f} | "
+                         f"{1000 * v['replay_sec_per_step']:.0f} | {v['replay_audio_sec_per_sec']:.1f} |")
     lines += [""] + [f"- {n}" for n in r["notes"]]
     md = "\n".join(lines) + "\n"
     with atomic_write(out / "train.md") as f:
@@ -450,13 +515,14 @@ def main() -> None:
     del fp32_model, fast_model, shared_model, nodrop_model, steps
     per_audio = flops / audio
     loops = {}
-    for key, before, shared, dropout, label in (
-            ("before", True, False, None, "loop, before (torch dropout, AdamW loop, fp32)"),
-            ("fast", False, False, None, f"loop, fast path ({dt})"),
-            ("shared", False, True, None, f"loop, fast path, dropout masks shared over time ({dt})"),
-            ("nodrop", False, False, 0.0, f"loop, fast path, --dropout 0 (the demo's English source; {dt})")):
+    for key, before, shared, dropout, workers, label in (
+            ("before", True, False, None, 0, "loop, before (torch dropout, AdamW loop, fp32)"),
+            ("fast", False, False, None, 0, f"loop, fast path ({dt})"),
+            ("shared", False, True, None, 0, f"loop, fast path, dropout masks shared over time ({dt})"),
+            ("nodrop", False, False, 0.0, 0, f"loop, fast path, --dropout 0 (the demo's English source; {dt})"),
+            ("shared_worker", False, True, None, 1, f"loop, fast path, shared masks, --num-workers 1 ({dt})")):
         res = run_loop(cuts, lang_dir, args.preset, args.steps, args.max_duration, args.threads, workdir, before,
-                       args.loop_warmup, shared=shared, dropout=dropout)
+                       args.loop_warmup, shared=shared, dropout=dropout, num_workers=workers)
         loops[key] = res
         g = per_audio * res["audio_sec_per_sec"] / 1e9
         rows.append(_row(label, str(args.threads), res["audio_per_step"], res["sec_per_step"],
@@ -485,6 +551,14 @@ def main() -> None:
               "loop --dropout 0 / loop fast path": loops["nodrop"]["audio_sec_per_sec"] / fast["audio_sec_per_sec"],
               "loop --dropout 0 / loop before": loops["nodrop"]["audio_sec_per_sec"] / loops["before"]["audio_sec_per_sec"],
               "loop before / bare step fp32": loops["before"]["audio_sec_per_sec"] / bare["fp32"]}
+    for key in ("fast", "shared"):
+        lp = loops[key]
+        ratios[f"loop {key} / its own batches replayed bare (the loop's cost around the model)"] = (
+            lp["audio_sec_per_sec"] / lp["replay_audio_sec_per_sec"])
+        ratios[f"  its batches replayed bare / bare step {key} (the cost of the batches' sizes and shapes)"] = (
+            lp["replay_audio_sec_per_sec"] / bare[key])
+    ratios["loop shared masks, --num-workers 1 / the same in the training process"] = (
+        loops["shared_worker"]["audio_sec_per_sec"] / loops["shared"]["audio_sec_per_sec"])
     if ddp:
         ratios["DDP 2 x 1 / loop fast path 1 x 2"] = ddp["audio_sec_per_sec"] / fast["audio_sec_per_sec"]
     notes.append("loop batches are the sampler's (lhotse's bucketing: cuts x the longest cut <= --max-duration, "
@@ -505,7 +579,10 @@ def main() -> None:
               "capability": cpu_capability(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
               "load_before": load_before, "load_after": round(os.getloadavg()[0], 1),
               "bare_times": {k: [round(x, 4) for x in v] for k, v in times.items()},
-              "optimizer_ms": optimizer_ms}
+              "optimizer_ms": optimizer_ms,
+              "loop_parts": {k: {f: round(v[f], 4) for f in ("sec_per_step", "outside_step_s", "fwd_bwd_s", "update_s",
+                                                               "replay_sec_per_step", "replay_audio_sec_per_sec")}
+                             for k, v in loops.items()}}
     print(write_results(result))
 
 
