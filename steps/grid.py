@@ -17,6 +17,10 @@ absent: none; size null: none unless --scratch-converged names one) adds the mod
 greedy dev WER stops improving (`--early-stop-patience`, graft.train.early_stop: `patience`
 epochs or more), at most max_budget_factor x the budget, i.e.
 ceil(factor x budget_minutes / minutes of cuts_<split>) epochs.
+
+`speed_perturb: true` trains every model of the grid with `--speed-perturb true` (a 0.9x and a
+1.1x copy of every cut, graft.train.data) and counts the copies' audio in the budget: an epoch
+is then ~3.02 x the manifest's minutes.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from graft.utils.conf import CONF_DIR
 from graft.utils.errors import GraftError, require_file
 
 KEYS = {"budget_minutes", "sizes", "presets", "scratch", "ablation", "methods", "ablation_methods", "train_opts"}
-OPTIONAL_KEYS = {"scratch_converged"}   # absent = null
+OPTIONAL_KEYS = {"scratch_converged", "speed_perturb"}   # absent = null / false
 CONVERGED_KEYS = {"size", "max_budget_factor", "patience"}
 
 
@@ -66,6 +70,9 @@ def load_grid(name: str) -> dict:
     if not grid["presets"]:
         raise GraftError(f"{path}: presets is empty (the first preset is the main transfer)")
     grid["scratch_converged"] = check_converged(grid.get("scratch_converged"), str(path))
+    grid["speed_perturb"] = grid.get("speed_perturb") or False
+    if not isinstance(grid["speed_perturb"], bool):
+        raise GraftError(f"{path}: speed_perturb must be true or false, got {grid['speed_perturb']!r}")
     return grid
 
 
@@ -129,6 +136,15 @@ def train_minutes(fbank_dir: Path, split: str) -> float:
     return sum(c.duration for c in load_manifest_lazy(path)) / 60
 
 
+def epoch_audio_factor(speed_perturb: bool) -> float:
+    """Audio of an epoch over the manifest's: 1, or with the speed-perturbed copies 1 + 1/0.9 + 1/1.1."""
+    if not speed_perturb:
+        return 1.0
+    from graft.train.data import SPEED_FACTORS
+
+    return 1.0 + sum(1.0 / f for f in SPEED_FACTORS)
+
+
 def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[GridModel]:
     """Every model of the grid, in training order (scratch then transfer at each size, then the
     ablation). `allow_missing`: leave out sizes whose features do not exist yet (with a note)."""
@@ -136,6 +152,9 @@ def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[Gri
     if budget <= 0:
         raise GraftError(f"budget_minutes must be > 0, got {budget}")
     methods, ab_methods = grid["methods"].split(), grid["ablation_methods"].split()
+    perturb = bool(grid.get("speed_perturb"))
+    copies = epoch_audio_factor(perturb)
+    opts = grid["train_opts"] + (" --speed-perturb true" if perturb else "")
     minutes_cache: dict[str, float] = {}
 
     def model(name: str, group: str, preset: str, size: str, meth: list[str],
@@ -152,8 +171,8 @@ def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[Gri
         mins = minutes_cache[split]
         if mins <= 0:
             return None
-        return GridModel(name, group, preset, split, max(1, math.ceil(factor * budget / mins)), round(mins, 1),
-                         meth, (grid["train_opts"] + extra_opts).strip())
+        epochs = max(1, math.ceil(round(factor * budget / (mins * copies), 6)))
+        return GridModel(name, group, preset, split, epochs, round(mins, 1), meth, (opts + extra_opts).strip())
 
     out: list[GridModel] = []
     for size in [str(s) for s in grid["sizes"]]:
@@ -188,6 +207,8 @@ def main() -> None:
     p.add_argument("--scratch-converged", default=None, metavar="SPEC",
                    help="the from-scratch model trained until its dev WER stops improving: none, SIZE (with the "
                         "grid's max_budget_factor and patience) or SIZE:FACTOR:PATIENCE, e.g. 15m or 15m:8:2")
+    p.add_argument("--speed-perturb", choices=["true", "false"], default=None,
+                   help="override the grid's speed_perturb (0.9x/1.1x copies, counted in the budget)")
     p.add_argument("--allow-missing", action="store_true", help="leave out sizes without features (listing for stages 6-7)")
     args = p.parse_args()
     grid = load_grid(args.grid)
@@ -197,6 +218,8 @@ def main() -> None:
         grid["budget_minutes"] = args.budget_minutes
     if args.scratch_converged is not None:
         apply_converged_option(grid, args.scratch_converged)
+    if args.speed_perturb is not None:
+        grid["speed_perturb"] = args.speed_perturb == "true"
     for m in expand(grid, args.fbank_dir, args.allow_missing):
         print(m.line())
 
