@@ -10,7 +10,8 @@
 #     key=value        a training option of conf/train.yaml (amp=false, num_epochs=16, ...)
 #     model.key=value  a model conf key (graft/model/build.py): a model yaml `base: <preset>` with it
 #   environment: RECIPE (egs/demo/ASR), MODEL (en_small), OUT (bench/results name, default
-#   <MODEL>_<NAME>), A_NAME / B_NAME (labels of the stage-4 model and the changed one)
+#   <MODEL>_<NAME>), A_NAME / B_NAME (labels of the stage-4 model and the changed one), AVG (epochs
+#   averaged for decoding the changed model; default: stage 6's, e.g. 1 when its epochs are few and long)
 # Example: bench/ablate_source.sh shared_dropout model.dropout_shared_time=true
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -58,7 +59,7 @@ lang=$(python -c "import json; print(json.load(open('$src/lang/lang.json'))['lan
 vocab=$(python -c "import json; print(json.load(open('$src/lang/lang.json'))['vocab_size'])")
 last=$(ls -d $src/decode_epoch*_avg*/ | sort -V | tail -1)    # stage 6's decode dir (the latest epoch)
 order=$(python -c "import json; print(json.load(open('${last}decode.json'))['lm_dir'])" | sed 's/.*lm_\([0-9]*\)gram.*/\1/')
-avg=$(echo $last | sed 's/.*_avg\([0-9]*\)\/$/\1/')
+avg=${AVG:-$(echo $last | sed 's/.*_avg\([0-9]*\)\/$/\1/')}
 methods=$(ls -d $last*/ | xargs -n1 basename | tr '\n' ' ')
 step "bench_train_${model}_$name" "$ref/epoch-$epochs.pt" --inputs "$src/params.json $ref/train_conf.yaml" \
   python $GRAFT_ROOT/steps/train.py --config $ref/train_conf.yaml
