@@ -379,3 +379,31 @@ def test_resuming_with_another_vocabulary_is_refused(tmp_path, tiny):
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("ERROR: ") and "vocab size" in last and "Traceback" not in proc.stderr
+
+
+def test_resuming_with_other_training_options_is_refused(tmp_path, tiny):
+    """A finished run asked for more epochs resumes; asked for the same epochs with another option
+    that shapes the model (a recipe whose grid turned speed perturbation on) it stops with the
+    options that differ, instead of saying "nothing to do" over the old model."""
+    exp = tmp_path / "exp"
+    lang = load_lang(tiny.lang_dir)
+    model, mconf = tiny_model(lang)
+    assert train(model, tiny_conf(tiny, exp, cuts_dev=None), lang, mconf).finished
+    with pytest.raises(GraftError) as e:
+        train(tiny_model(lang)[0], tiny_conf(tiny, exp, cuts_dev=None, speed_perturb=True, base_lr=0.001),
+              lang, mconf)
+    msg = str(e.value)
+    assert "other training options (base_lr: 0.002 -> 0.001, speed_perturb: False -> True)" in msg
+    assert "new --exp-dir" in msg and "--force true" in msg and str(exp) in msg
+    # more epochs, another log interval and no checkpoints between epochs: the same run, resumed
+    r = train(tiny_model(lang)[0], tiny_conf(tiny, exp, cuts_dev=None, num_epochs=2, log_interval=5, save_every_n=0),
+              lang, mconf)
+    assert r.finished and r.resumed_from.endswith("epoch-1.pt") and r.epochs_done == 2
+    # the command a recipe runs: one line, no traceback
+    common = ["--cuts-train", str(tiny.cuts_train), "--lang-dir", str(tiny.lang_dir), "--model-conf", "tiny",
+              "--exp-dir", str(exp), "--num-epochs", "2", "--max-duration", "10", "--warm-steps", "5",
+              "--average-period", "2", "--ctc-weight", "0.3"]
+    proc = run_step(common, tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ERROR: ") and "ctc_weight: 0.0 -> 0.3" in last

@@ -100,8 +100,9 @@ train_launcher() {
 
 # train_stage LANG VOCAB EXP SPLIT EPOCHS [steps/train.py options...]: stage 4 (and the
 # from-scratch baselines of stage 5): a transducer on LANG's cuts_SPLIT. Changed options resume
-# the same experiment (e.g. more epochs) or stop with the reason (another model or lang dir:
-# use another exp dir, or --force true to start it afresh).
+# the same experiment (more epochs, a time budget, logging) or stop with the reason (another
+# model, lang dir or training option such as --speed-perturb or --base-lr: use another exp dir,
+# or --force true to start it afresh; graft.train.loop.RESUMABLE_OPTIONS).
 train_stage() {
   train_stage_to "$3/epoch-$5.pt" "$@"
 }

@@ -103,6 +103,23 @@ class TrainResult:
     stopped_early: bool = False          # --early-stop-patience: dev WER stopped improving (finished too)
 
 
+# Options a run may change when it resumes: its length, checkpointing, logging, where and how
+# fast it runs, and where things are (the lang dir and the model are checked on their own).
+RESUMABLE_OPTIONS = frozenset({
+    "num_epochs", "max_minutes", "early_stop_patience", "save_every_n", "keep_last_k", "log_interval",
+    "num_workers", "device", "amp", "pad_frames_to", "cuts_train", "cuts_dev", "lang_dir", "exp_dir",
+    "model_conf"})
+
+
+def changed_train_options(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(option, stored, current) for each option that shapes the model and differs from the
+    checkpoint's; options the checkpoint predates are not compared.
+
+    Usage: changed_train_options(ckpt["train_conf"], conf.to_dict())"""
+    return [(k, stored[k], current.get(k)) for k in sorted(stored)
+            if k in current and k not in RESUMABLE_OPTIONS and stored[k] != current[k]]
+
+
 def encoder_frames_fn(model: nn.Module) -> Callable[[int], int]:
     """Feature frames -> encoder frames for `model` (graft.model's subsampling)."""
     from graft.model.subsampling import subsampled_lengths
@@ -246,6 +263,12 @@ class Trainer:
         if diff:
             pairs = ", ".join(f"{k}: {stored.get(k)!r} -> {self.model_conf.get(k)!r}" for k in diff)
             raise GraftError(f"{path} was trained with another model conf ({pairs}): use a new --exp-dir")
+        changed = changed_train_options(ckpt.get("train_conf") or {}, self.conf.to_dict())
+        if changed:
+            pairs = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed)
+            raise GraftError(f"{path} was trained with other training options ({pairs}); resuming would mix "
+                             f"them into one model. Use a new --exp-dir, or delete {self.exp_dir} to train it "
+                             "afresh (in a recipe: run the stage with --force true)")
         mm = compare_state_dict(self.model, ckpt["model"])
         if mm:
             raise GraftError(f"{path} does not fit the model: {mm.describe()}")
