@@ -104,3 +104,31 @@ def test_stage_5_without_a_trained_source_is_a_clear_error(mission, tmp_path):
     assert p.returncode == 1
     assert f"--source-exp {tmp_path / 'nothing'} holds no trained model" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_changed_grid_options_stop_with_the_reason_and_force_retrains(mission):
+    """A stage-5 model asked for again with another training option (speed perturbation) does not
+    resume the old model: the step says why it runs again, the trainer stops with the options that
+    differ (one line, no traceback); --force true trains it afresh with the new option, and the
+    perturbed copies count in the budget (fewer epochs)."""
+    import subprocess
+
+    opts = [str(o) for o in mission["cs_opts"]]
+    opts[opts.index("--grid-opts") + 1] = "--budget-minutes 0.3 --speed-perturb true"
+    recipe = mission["tree"] / "egs/commonvoice/ASR"
+    cmd = ["bash", str(recipe / "run.sh"), *opts, "--stage", "5", "--stop-stage", "5"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1
+    out = p.stdout + p.stderr    # the step's own output goes to stdout (and its log)
+    assert "'stage5_transfer_cs_transfer_encoder_decoder_all' runs again: options" in out
+    assert "was trained with other training options (speed_perturb: False -> True)" in out
+    assert "--force true" in out and "Traceback" not in out
+    exp = recipe / "exp/cs_transfer_encoder_decoder_all"
+    assert sorted(x.name for x in exp.glob("epoch-*.pt")) == ["epoch-1.pt", "epoch-2.pt"]  # nothing lost
+    r = run_recipe(mission["tree"], "commonvoice", *opts, "--stage", 5, "--stop-stage", 5, "--force", "true",
+                   timeout=600)
+    assert "removing exp/cs_transfer_encoder_decoder_all (--force true)" in r.stderr
+    params = _json(exp / "params.json")
+    assert params["train_conf"]["speed_perturb"] is True and params["resumed_from"] is None
+    # 0.3 min of budget over ~0.2 min of train and its two copies: 1 epoch
+    assert sorted(x.name for x in exp.glob("epoch-*.pt")) == ["epoch-1.pt"]

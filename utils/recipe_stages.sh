@@ -289,7 +289,9 @@ score_models() {
   all_methods=$(echo $all_methods | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
   local scored
   scored=$(for a in "${report_args[@]}"; do [ "$a" = --experiment ] || echo "${a##*|}"/*/selection.json; done)
-  step "stage7_results" "$out" --inputs "$(echo $scored)" python $GRAFT_ROOT/steps/report.py --out $out --title "$title" \
+  local o prev="" texts=""   # the report's own text files are inputs too (a new preamble re-writes it)
+  for o in ${report_opts[@]+"${report_opts[@]}"}; do [ "$prev" = --preamble ] && texts="$texts $o"; prev=$o; done
+  step "stage7_results" "$out" --inputs "$(echo $scored)$texts" python $GRAFT_ROOT/steps/report.py --out $out --title "$title" \
     --methods "${all_methods% }" ${report_opts[@]+"${report_opts[@]}"} "${report_args[@]}"
 }
 
