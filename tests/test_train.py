@@ -214,6 +214,16 @@ def test_dataset_batches_and_speed_perturbation(tiny):
     assert batch["feature_lens"].tolist()[0] == pytest.approx(orig.num_frames / 0.9, abs=3)
     assert batch["tokens"][0] == batch["tokens"][1] == lang.encode([orig.supervisions[0].text])[0]
     assert batch["cut_ids"] == [slow.id, orig.id]                 # longest first
+    # the copy's features are kept for the next epochs: the same values, not read or computed again
+    assert list(ds.cache) == [orig.id, slow.id] and ds.cache_bytes == sum(f.nbytes for f in ds.cache.values())
+    kept = ds.cache[slow.id]
+    assert ds._features(slow) is kept
+    assert torch.equal(torch.from_numpy(kept), torch.from_numpy(AsrDataset(lang)._features(slow)))
+    again = ds[sp.subset(cut_ids=[orig.id, slow.id])]
+    assert torch.equal(again["features"], batch["features"])
+    small = AsrDataset(lang, cache_mb=0)                          # a full cache: computed every time
+    small[sp.subset(cut_ids=[slow.id])]
+    assert small.cache == {} and small.cache_bytes == 0
 
 
 def test_resuming_inside_an_epoch_skips_done_batches(tiny):
