@@ -50,6 +50,10 @@ def main() -> None:
     ap.add_argument("--max-duration", type=float, default=30.0)
     args = ap.parse_args()
     os.chdir(args.recipe)
+    if not Path(args.cuts).is_file():
+        print(f"bench_speed_perturb_data: skipped, {Path(args.recipe) / args.cuts} does not exist "
+              "(run the demo's stages 0-3 first: `make demo ARGS='--stop-stage 3'`)")
+        return
     torch.set_num_threads(1)
     lang = load_lang_dir(args.lang_dir)
     cuts = add_speed_perturbed(load_cuts(args.cuts, "training"))
