@@ -17,7 +17,7 @@ three times the data per epoch as in the usual Kaldi recipe) whose features are 
 precomputed: `AsrDataset` computes them on the fly, from the perturbed audio, with stage 2's
 own extractor (graft.data.features.make_extractor), so both kinds of cuts match. This needs
 the cuts' recordings (audio files) readable at training time. Reading, resampling and the
-fbank cost ~35 ms per 30 s batch on the demo's machine, a sixth of a training step, so the
+fbank cost 21-35 ms per 30 s batch on the demo's machine, up to a sixth of a step, so the
 dataset keeps each copy's features (float32, exactly what it computed) for the later epochs, up
 to FEATURE_CACHE_MB per process; beyond that it computes them again each epoch.
 
