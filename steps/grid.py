@@ -20,7 +20,8 @@ ceil(factor x budget_minutes / minutes of cuts_<split>) epochs.
 
 `speed_perturb: true` trains every model of the grid with `--speed-perturb true` (a 0.9x and a
 1.1x copy of every cut, graft.train.data) and counts the copies' audio in the budget: an epoch
-is then ~3.02 x the manifest's minutes.
+is then ~3.02 x the manifest's minutes. `speed_factors: "0.8 0.9 1.1 1.2"` (optional) chooses
+other copies (`--speed-factors 0.8,0.9,1.1,1.2`; an epoch is then 1 + sum(1 / factor) x).
 """
 from __future__ import annotations
 
@@ -32,12 +33,13 @@ from pathlib import Path
 
 import yaml
 
+from graft.train.data import parse_speed_factors, speed_audio_factor
 from graft.utils.cli import run_main
 from graft.utils.conf import CONF_DIR
 from graft.utils.errors import GraftError, require_file
 
 KEYS = {"budget_minutes", "sizes", "presets", "scratch", "ablation", "methods", "ablation_methods", "train_opts"}
-OPTIONAL_KEYS = {"scratch_converged", "speed_perturb"}   # absent = null / false
+OPTIONAL_KEYS = {"scratch_converged", "speed_perturb", "speed_factors"}   # absent = null / false
 CONVERGED_KEYS = {"size", "max_budget_factor", "patience"}
 
 
@@ -73,6 +75,10 @@ def load_grid(name: str) -> dict:
     grid["speed_perturb"] = grid.get("speed_perturb") or False
     if not isinstance(grid["speed_perturb"], bool):
         raise GraftError(f"{path}: speed_perturb must be true or false, got {grid['speed_perturb']!r}")
+    try:
+        parse_speed_factors(grid.get("speed_factors"))
+    except GraftError as e:
+        raise GraftError(f"{path}: speed_factors: {e}") from None
     return grid
 
 
@@ -136,13 +142,12 @@ def train_minutes(fbank_dir: Path, split: str) -> float:
     return sum(c.duration for c in load_manifest_lazy(path)) / 60
 
 
-def epoch_audio_factor(speed_perturb: bool) -> float:
-    """Audio of an epoch over the manifest's: 1, or with the speed-perturbed copies 1 + 1/0.9 + 1/1.1."""
+def epoch_audio_factor(speed_perturb: bool, factors: str | None = None) -> float:
+    """Audio of an epoch over the manifest's: 1, or with the speed-perturbed copies 1 + sum(1 / factor)
+    (1 + 1/0.9 + 1/1.1 by default)."""
     if not speed_perturb:
         return 1.0
-    from graft.train.data import SPEED_FACTORS
-
-    return 1.0 + sum(1.0 / f for f in SPEED_FACTORS)
+    return speed_audio_factor(parse_speed_factors(factors))
 
 
 def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[GridModel]:
@@ -153,8 +158,11 @@ def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[Gri
         raise GraftError(f"budget_minutes must be > 0, got {budget}")
     methods, ab_methods = grid["methods"].split(), grid["ablation_methods"].split()
     perturb = bool(grid.get("speed_perturb"))
-    copies = epoch_audio_factor(perturb)
+    factors = grid.get("speed_factors")
+    copies = epoch_audio_factor(perturb, factors)
     opts = grid["train_opts"] + (" --speed-perturb true" if perturb else "")
+    if perturb and factors:
+        opts += " --speed-factors " + ",".join(f"{f:g}" for f in parse_speed_factors(factors))
     minutes_cache: dict[str, float] = {}
 
     def model(name: str, group: str, preset: str, size: str, meth: list[str],
@@ -209,6 +217,8 @@ def main() -> None:
                         "grid's max_budget_factor and patience) or SIZE:FACTOR:PATIENCE, e.g. 15m or 15m:8:2")
     p.add_argument("--speed-perturb", choices=["true", "false"], default=None,
                    help="override the grid's speed_perturb (0.9x/1.1x copies, counted in the budget)")
+    p.add_argument("--speed-factors", default=None, metavar="FACTORS",
+                   help="override the grid's speed_factors, e.g. '0.8 0.9 1.1 1.2' (with speed_perturb)")
     p.add_argument("--allow-missing", action="store_true", help="leave out sizes without features (listing for stages 6-7)")
     args = p.parse_args()
     grid = load_grid(args.grid)
@@ -220,6 +230,9 @@ def main() -> None:
         apply_converged_option(grid, args.scratch_converged)
     if args.speed_perturb is not None:
         grid["speed_perturb"] = args.speed_perturb == "true"
+    if args.speed_factors is not None:
+        parse_speed_factors(args.speed_factors)
+        grid["speed_factors"] = args.speed_factors
     for m in expand(grid, args.fbank_dir, args.allow_missing):
         print(m.line())
 

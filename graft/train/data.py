@@ -13,7 +13,8 @@ Usage:
 
 Speed perturbation (choice): the stage-2 features are computed once, on unperturbed audio, so
 `add_speed_perturbed` adds a 0.9x and a 1.1x copy of every cut (ids `<id>_sp0.9`, `<id>_sp1.1`,
-three times the data per epoch as in the usual Kaldi recipe) whose features are *not*
+three times the data per epoch as in the usual Kaldi recipe; other factors with the option
+`speed_factors`) whose features are *not*
 precomputed: `AsrDataset` computes them on the fly, from the perturbed audio, with stage 2's
 own extractor (graft.data.features.make_extractor), so both kinds of cuts match. This needs
 the cuts' recordings (audio files) readable at training time. Reading, resampling and the
@@ -50,6 +51,31 @@ from graft.utils.logging import get_logger
 log = get_logger(__name__)
 
 SPEED_FACTORS = (0.9, 1.1)
+
+
+def parse_speed_factors(text: str | None) -> tuple[float, ...]:
+    """"0.9 1.1" (spaces or commas) -> (0.9, 1.1); None or "" -> SPEED_FACTORS. A GraftError names
+    a factor that is not a number, not in (0.5, 2), 1 itself (the original is always kept) or repeated."""
+    if text is None or not str(text).replace(",", " ").split():
+        return SPEED_FACTORS
+    out = []
+    for tok in str(text).replace(",", " ").split():
+        try:
+            f = float(tok)
+        except ValueError:
+            raise GraftError(f"--speed-factors: {tok!r} is not a number (give e.g. '0.9 1.1')") from None
+        if not 0.5 < f < 2.0 or f == 1.0:
+            raise GraftError(f"--speed-factors: {tok} must be in (0.5, 2) and not 1 (the original cut is "
+                             "always kept)")
+        if f in out:
+            raise GraftError(f"--speed-factors: {tok} is given twice")
+        out.append(f)
+    return tuple(out)
+
+
+def speed_audio_factor(factors: tuple[float, ...]) -> float:
+    """Audio of an epoch with the copies over the original's: 1 + sum(1 / factor)."""
+    return 1.0 + sum(1.0 / f for f in factors)
 FEATURE_CACHE_MB = 2048    # on-the-fly features kept per process (the demo's English copies: ~1.5 GB)
 
 

@@ -67,7 +67,7 @@ from graft.train.checkpoint import (compare_state_dict, latest_checkpoint, prune
                                     read_checkpoint, remove_stale_temporaries, save_checkpoint)
 from graft.lang.langdir import LangDir
 from graft.train.data import (AsrDataset, add_speed_perturbed, cut_text, filter_cuts, load_cuts,
-                              make_dev_sampler, make_loader, make_train_sampler)
+                              make_dev_sampler, make_loader, make_train_sampler, parse_speed_factors)
 from graft.train.ddp import (DistInfo, all_gather_object, all_reduce_max, all_reduce_sum,
                              init_distributed, wrap_model)
 from graft.train.early_stop import PLATEAU_WER, EarlyStop, greedy_hypotheses, word_errors, write_summary
@@ -209,8 +209,10 @@ class Trainer:
         n_orig = len(cuts)
         feature_dim = next(iter(cuts)).num_features if n_orig else 80
         if c.speed_perturb:
-            cuts = add_speed_perturbed(cuts)
-            log.info(f"speed perturbation: {n_orig} cuts -> {len(cuts)} (x0.9, x1.1 copies; fbank on the fly)")
+            factors = parse_speed_factors(c.speed_factors)
+            cuts = add_speed_perturbed(cuts, factors)
+            copies = ", ".join(f"x{f:g}" for f in factors)
+            log.info(f"speed perturbation: {n_orig} cuts -> {len(cuts)} ({copies} copies; fbank on the fly)")
         frames = encoder_frames_fn(self.model)
         cuts, report = filter_cuts(cuts, self.lang, frames, c.min_cut_duration, c.max_cut_duration,
                                    ctc=c.ctc_weight > 0)

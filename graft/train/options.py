@@ -53,6 +53,7 @@ class TrainConfig:
     spec_augment: bool
     spec_augment_from_epoch: int
     speed_perturb: bool
+    speed_factors: str
     min_cut_duration: float
     max_cut_duration: float
     num_buckets: int
@@ -98,7 +99,8 @@ HELP: dict[str, str] = {
     "ctc_weight": "weight of the auxiliary CTC loss (0 disables it)",
     "spec_augment": "apply SpecAugment to training batches (true/false)",
     "spec_augment_from_epoch": "first epoch (1-based) with SpecAugment, when spec_augment is true",
-    "speed_perturb": "add 0.9x/1.1x speed copies of training cuts, fbank on the fly (true/false)",
+    "speed_perturb": "add speed-perturbed copies of training cuts (--speed-factors), fbank on the fly (true/false)",
+    "speed_factors": "speeds of the --speed-perturb copies, e.g. '0.9 1.1' (each adds 1/factor of the audio)",
     "min_cut_duration": "drop training cuts shorter than this (seconds)",
     "max_cut_duration": "drop training cuts longer than this (seconds)",
     "num_buckets": "duration buckets of the DynamicBucketingSampler",
@@ -200,6 +202,9 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
             raise GraftError(f"{flag} must be {bound}, got {value}")
     from graft.train.amp import parse_amp
 
+    from graft.train.data import parse_speed_factors
+
+    parse_speed_factors(conf.speed_factors)
     if conf.dropout is not None and conf.dropout >= 1:
         raise GraftError(f"--dropout must be < 1, got {conf.dropout}")
     conf.amp = parse_amp(conf.amp)
