@@ -50,3 +50,23 @@ def test_option_overrides_and_bad_value(tmp_path, fbank):  # noqa: F811
         grid_step.load_grid(str(bad))
     p = run_grid("--grid", bad, "--fbank-dir", fb)
     assert p.returncode != 0 and "speed_perturb must be true or false" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_other_speed_factors_in_options_and_budget(tmp_path, fbank):  # noqa: F811
+    fb, minutes = fbank
+    yaml_path = grid_yaml(tmp_path, "speed_perturb: true\nspeed_factors: '0.8 0.9 1.1 1.2'\n")
+    models = grid_step.expand(grid_step.load_grid(str(yaml_path)), fb)
+    copies = 1 + 1 / 0.8 + 1 / 0.9 + 1 / 1.1 + 1 / 1.2
+    for m in models:
+        assert m.train_opts == "--ctc-weight 0.2 --speed-perturb true --speed-factors 0.8,0.9,1.1,1.2"
+        assert m.epochs == math.ceil(3 / (minutes * copies))
+    # the option overrides the yaml; without speed perturbation the factors are not passed
+    p = run_grid("--grid", grid_yaml(tmp_path, "speed_perturb: true\n"), "--fbank-dir", fb, "--speed-factors", "0.85 1.15")
+    assert p.returncode == 0, p.stderr
+    assert all(line.endswith("--speed-perturb true --speed-factors 0.85,1.15") for line in p.stdout.strip().splitlines())
+    p = run_grid("--grid", grid_yaml(tmp_path, "speed_factors: '0.8 1.2'\n"), "--fbank-dir", fb)
+    assert p.returncode == 0 and "--speed-factors" not in p.stdout
+    bad = grid_yaml(tmp_path, "speed_factors: '0.9 1'\n")
+    p = run_grid("--grid", bad, "--fbank-dir", fb)
+    assert p.returncode != 0 and "speed_factors: --speed-factors: 1 must be in (0.5, 2) and not 1" in p.stderr
+    assert "Traceback" not in p.stderr

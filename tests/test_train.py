@@ -7,6 +7,7 @@ Usage:
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from graft.train.checkpoint import (compare_state_dict, latest_checkpoint, load_
                                     load_state_dict_checked, prune_step_checkpoints, save_checkpoint)
 from graft.lang.langdir import load_lang_dir as load_lang
 from graft.train.data import (AsrDataset, add_speed_perturbed, filter_cuts, load_cuts,
-                              make_loader, make_train_sampler)
+                              make_loader, make_train_sampler, parse_speed_factors, speed_audio_factor)
 from graft.train.loop import encoder_frames_fn, train
 from graft.train.optim import build_optimizer
 from graft.train.options import DEFAULT_CONF, TrainConfig, load_train_conf, parse_train_args, read_yaml_conf
@@ -224,6 +225,30 @@ def test_dataset_batches_and_speed_perturbation(tiny):
     small = AsrDataset(lang, cache_mb=0)                          # a full cache: computed every time
     small[sp.subset(cut_ids=[slow.id])]
     assert small.cache == {} and small.cache_bytes == 0
+
+
+def test_other_speed_factors():
+    assert parse_speed_factors(None) == parse_speed_factors("") == (0.9, 1.1)
+    assert parse_speed_factors("0.8,0.9 1.1, 1.2") == (0.8, 0.9, 1.1, 1.2)
+    assert speed_audio_factor((0.8, 1.25)) == pytest.approx(1 + 1.25 + 0.8)
+    for bad, why in (("0.9 x", "'x' is not a number"), ("1.0", "not 1"), ("0.4", "must be in (0.5, 2)"),
+                     ("0.9 0.9", "0.9 is given twice")):
+        with pytest.raises(GraftError, match=re.escape(why)):
+            parse_speed_factors(bad)
+    with pytest.raises(GraftError, match=re.escape("--speed-factors: 'fast' is not a number")):
+        load_train_conf(cuts_train="c", lang_dir="l", exp_dir="e", speed_factors="fast")
+
+
+def test_training_with_four_speed_factors(tiny, tmp_path):
+    """--speed-factors reaches the loop: five versions of every cut, said in the log."""
+    exp = tmp_path / "exp"
+    conf = tiny_conf(tiny, exp, cuts_dev=None, speed_perturb=True, speed_factors="0.8 0.9 1.1 1.2", num_epochs=1)
+    lang = load_lang(tiny.lang_dir)
+    model, mconf = tiny_model(lang)
+    assert train(model, conf, lang, mconf).finished
+    n = len(load_cuts(tiny.cuts_train))
+    log = "".join(p.read_text() for p in (exp / "log").glob("train-*.log"))
+    assert f"speed perturbation: {n} cuts -> {5 * n} (x0.8, x0.9, x1.1, x1.2 copies; fbank on the fly)" in log
 
 
 def test_resuming_inside_an_epoch_skips_done_batches(tiny):
