@@ -33,7 +33,6 @@ from pathlib import Path
 
 import yaml
 
-from graft.train.data import parse_speed_factors, speed_audio_factor
 from graft.utils.cli import run_main
 from graft.utils.conf import CONF_DIR
 from graft.utils.errors import GraftError, require_file
@@ -75,6 +74,8 @@ def load_grid(name: str) -> dict:
     grid["speed_perturb"] = grid.get("speed_perturb") or False
     if not isinstance(grid["speed_perturb"], bool):
         raise GraftError(f"{path}: speed_perturb must be true or false, got {grid['speed_perturb']!r}")
+    from graft.train.data import parse_speed_factors
+
     try:
         parse_speed_factors(grid.get("speed_factors"))
     except GraftError as e:
@@ -147,6 +148,8 @@ def epoch_audio_factor(speed_perturb: bool, factors: str | None = None) -> float
     (1 + 1/0.9 + 1/1.1 by default)."""
     if not speed_perturb:
         return 1.0
+    from graft.train.data import parse_speed_factors, speed_audio_factor
+
     return speed_audio_factor(parse_speed_factors(factors))
 
 
@@ -162,6 +165,8 @@ def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[Gri
     copies = epoch_audio_factor(perturb, factors)
     opts = grid["train_opts"] + (" --speed-perturb true" if perturb else "")
     if perturb and factors:
+        from graft.train.data import parse_speed_factors
+
         opts += " --speed-factors " + ",".join(f"{f:g}" for f in parse_speed_factors(factors))
     minutes_cache: dict[str, float] = {}
 
@@ -231,6 +236,8 @@ def main() -> None:
     if args.speed_perturb is not None:
         grid["speed_perturb"] = args.speed_perturb == "true"
     if args.speed_factors is not None:
+        from graft.train.data import parse_speed_factors
+
         parse_speed_factors(args.speed_factors)
         grid["speed_factors"] = args.speed_factors
     for m in expand(grid, args.fbank_dir, args.allow_missing):

@@ -76,6 +76,8 @@ def parse_speed_factors(text: str | None) -> tuple[float, ...]:
 def speed_audio_factor(factors: tuple[float, ...]) -> float:
     """Audio of an epoch with the copies over the original's: 1 + sum(1 / factor)."""
     return 1.0 + sum(1.0 / f for f in factors)
+
+
 FEATURE_CACHE_MB = 2048    # on-the-fly features kept per process (the demo's English copies: ~1.5 GB)
 
 

@@ -201,7 +201,6 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
             bound = f">= {low}" if inclusive else f"> {low}"
             raise GraftError(f"{flag} must be {bound}, got {value}")
     from graft.train.amp import parse_amp
-
     from graft.train.data import parse_speed_factors
 
     parse_speed_factors(conf.speed_factors)
