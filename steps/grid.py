@@ -74,13 +74,21 @@ def load_grid(name: str) -> dict:
     grid["speed_perturb"] = grid.get("speed_perturb") or False
     if not isinstance(grid["speed_perturb"], bool):
         raise GraftError(f"{path}: speed_perturb must be true or false, got {grid['speed_perturb']!r}")
+    grid["speed_factors"] = check_speed_factors(grid.get("speed_factors"), f"{path}: speed_factors: ")
+    return grid
+
+
+def check_speed_factors(value: object, where: str = "") -> tuple[float, ...] | None:
+    """The grid's speed_factors as a tuple (None when absent: the trainer's default); a GraftError
+    starting with `where` names a bad factor."""
+    if value is None:
+        return None
     from graft.train.data import parse_speed_factors
 
     try:
-        parse_speed_factors(grid.get("speed_factors"))
+        return parse_speed_factors(str(value))
     except GraftError as e:
-        raise GraftError(f"{path}: speed_factors: {e}") from None
-    return grid
+        raise GraftError(f"{where}{e}") from None
 
 
 def check_converged(value: object, where: str) -> dict | None:
@@ -143,14 +151,14 @@ def train_minutes(fbank_dir: Path, split: str) -> float:
     return sum(c.duration for c in load_manifest_lazy(path)) / 60
 
 
-def epoch_audio_factor(speed_perturb: bool, factors: str | None = None) -> float:
+def epoch_audio_factor(speed_perturb: bool, factors: tuple[float, ...] | None = None) -> float:
     """Audio of an epoch over the manifest's: 1, or with the speed-perturbed copies 1 + sum(1 / factor)
     (1 + 1/0.9 + 1/1.1 by default)."""
     if not speed_perturb:
         return 1.0
-    from graft.train.data import parse_speed_factors, speed_audio_factor
+    from graft.train.data import SPEED_FACTORS, speed_audio_factor
 
-    return speed_audio_factor(parse_speed_factors(factors))
+    return speed_audio_factor(factors or SPEED_FACTORS)
 
 
 def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[GridModel]:
@@ -165,9 +173,7 @@ def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[Gri
     copies = epoch_audio_factor(perturb, factors)
     opts = grid["train_opts"] + (" --speed-perturb true" if perturb else "")
     if perturb and factors:
-        from graft.train.data import parse_speed_factors
-
-        opts += " --speed-factors " + ",".join(f"{f:g}" for f in parse_speed_factors(factors))
+        opts += " --speed-factors " + ",".join(f"{f:g}" for f in factors)
     minutes_cache: dict[str, float] = {}
 
     def model(name: str, group: str, preset: str, size: str, meth: list[str],
@@ -236,10 +242,7 @@ def main() -> None:
     if args.speed_perturb is not None:
         grid["speed_perturb"] = args.speed_perturb == "true"
     if args.speed_factors is not None:
-        from graft.train.data import parse_speed_factors
-
-        parse_speed_factors(args.speed_factors)
-        grid["speed_factors"] = args.speed_factors
+        grid["speed_factors"] = check_speed_factors(args.speed_factors)
     for m in expand(grid, args.fbank_dir, args.allow_missing):
         print(m.line())
 

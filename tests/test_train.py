@@ -235,6 +235,8 @@ def test_other_speed_factors():
                      ("0.9 0.9", "0.9 is given twice")):
         with pytest.raises(GraftError, match=re.escape(why)):
             parse_speed_factors(bad)
+    # one spelling in the stored options, so "0.8,1.2" and "0.8 1.2" resume each other's runs
+    assert load_train_conf(cuts_train="c", lang_dir="l", exp_dir="e", speed_factors="0.80,1.2").speed_factors == "0.8 1.2"
     with pytest.raises(GraftError, match=re.escape("--speed-factors: 'fast' is not a number")):
         load_train_conf(cuts_train="c", lang_dir="l", exp_dir="e", speed_factors="fast")
 

@@ -203,7 +203,7 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
     from graft.train.amp import parse_amp
     from graft.train.data import parse_speed_factors
 
-    parse_speed_factors(conf.speed_factors)
+    conf.speed_factors = " ".join(f"{f:g}" for f in parse_speed_factors(conf.speed_factors))  # one spelling
     if conf.dropout is not None and conf.dropout >= 1:
         raise GraftError(f"--dropout must be < 1, got {conf.dropout}")
     conf.amp = parse_amp(conf.amp)
