@@ -32,7 +32,8 @@ log = get_logger("steps.decode")
 OWN = ("exp_dir", "lang_dir", "lm_dir", "sets", "decode_dir")
 # the settings a decode dir is made with: outputs decoded with other values must not mix
 RECORD_KEYS = ("checkpoints", "epoch", "avg", "use_averaged_model", "fingerprint", "lm_dir", "beam",
-               "num_best", "search_beam", "lattice_beam", "w0")
+               "num_best", "search_beam", "lattice_beam", "w0", "lex")
+METHOD_KEYS = ("w0", "lex")  # ctc-hlg's and beam-lex's settings
 
 
 def parse_sets(text: str) -> list[tuple[str, Path]]:
@@ -56,13 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm-dir", type=Path, help="LM dir with HLG.fst and words.txt (ctc-hlg; recorded for scoring)")
     p.add_argument("--sets", required=True, help="space-separated name:cuts_path items")
     p.add_argument("--decode-dir", help="name under --exp-dir (default: decode_epoch<E>_avg<A>)")
-    p.add_argument("--methods", help="any of: greedy beam ctc-greedy ctc-hlg")
+    p.add_argument("--methods", help="any of: greedy beam beam-lex ctc-greedy ctc-hlg")
     p.add_argument("--epoch", type=int, help="epoch to decode (null: the last)")
     p.add_argument("--avg", type=int, help="average the last AVG epochs")
     p.add_argument("--use-averaged-model", type=lambda s: {"true": True, "false": False}[s.lower()],
                    help="the running average kept during training, over the same epochs (true/false)")
     p.add_argument("--beam", type=int, help="modified beam search width")
     p.add_argument("--num-best", type=int, help="n-best list length")
+    p.add_argument("--lex-beam", type=int, help="beam-lex: hypotheses kept per frame")
+    p.add_argument("--lex-lm-weight", type=float, help="beam-lex: LM weight inside the search")
     p.add_argument("--lm-weights", help="the sweep the lattices are decoded for (w0 = its middle)")
     p.add_argument("--search-beam", type=float, help="lattice decoding beam")
     p.add_argument("--lattice-beam", type=float, help="lattice beam")
@@ -81,13 +84,18 @@ def prepare_decode_dir(root: Path, record: dict) -> None:
             old = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             old = {}
-        changed = [k for k in RECORD_KEYS if old.get(k) != record.get(k)]
+        # a method's own settings (None when it is not decoded) conflict only when both runs have them
+        changed = [k for k in RECORD_KEYS if old.get(k) != record.get(k)
+                   and not (k in METHOD_KEYS and (old.get(k) is None or record.get(k) is None))]
         if changed:
             log.warning("%s was decoded with other settings (%s): emptying it first", root,
                         ", ".join(f"{k}: {old.get(k)!r} -> {record.get(k)!r}" for k in changed))
             shutil.rmtree(root)
         else:
             record["methods"] = sorted(set(old.get("methods", [])) | set(record["methods"]))
+            for k in METHOD_KEYS:
+                if record.get(k) is None:
+                    record[k] = old.get(k)
             record["sets"] = {**old.get("sets", {}), **record["sets"]}
     elif root.is_dir() and any(root.iterdir()):
         log.warning("%s holds outputs without a decode.json (an older Graft?): emptying it first", root)
@@ -115,12 +123,16 @@ def main() -> None:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise GraftError(f"unknown decoding method(s) {', '.join(bad)} (choose from {', '.join(METHODS)})")
-    if "ctc-hlg" in methods and args.lm_dir is None:
-        raise GraftError("ctc-hlg needs --lm-dir (e.g. data/lang/en_bpe150/lm_3gram, written by stage 3)")
+    needs = [m for m in methods if m in ("ctc-hlg", "beam-lex")]
+    if needs and args.lm_dir is None:
+        raise GraftError(f"{' and '.join(needs)} needs --lm-dir (e.g. data/lang/en_bpe150/lm_3gram, written by stage 3)")
+    if args.lex_beam < 1 or not args.lex_lm_weight >= 0:
+        raise GraftError(f"--lex-beam must be >= 1 and --lex-lm-weight >= 0, got {args.lex_beam} and {args.lex_lm_weight}")
     weights = parse_weights(args.lm_weights, "--lm-weights", minimum=0.0)
     opts = DecodeOptions(beam=args.beam, num_best=args.num_best, lm_weights=weights,
                          search_beam=args.search_beam, lattice_beam=args.lattice_beam,
-                         num_jobs=args.num_jobs, max_duration=args.max_duration)
+                         num_jobs=args.num_jobs, max_duration=args.max_duration,
+                         lex_beam=args.lex_beam, lex_lm_weight=args.lex_lm_weight)
     model, info = load_model_for_decoding(args.exp_dir, epoch=args.epoch, avg=args.avg,
                                           use_averaged_model=args.use_averaged_model)
     lang = model_lang_dir(args.exp_dir, info, args.lang_dir)
@@ -132,6 +144,8 @@ def main() -> None:
                    "beam": args.beam, "num_best": args.num_best, "search_beam": args.search_beam,
                    "lattice_beam": args.lattice_beam, "lm_weights": weights,
                    "w0": middle_lm_weight(weights) if "ctc-hlg" in methods else None,
+                   "lex": ({"beam": args.lex_beam, "lm_weight": args.lex_lm_weight}
+                           if "beam-lex" in methods else None),
                    "sets": {n: str(c) for n, c in sets}})
     prepare_decode_dir(root, record)
     figures = []

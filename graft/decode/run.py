@@ -3,6 +3,8 @@
 Methods:
     greedy     transducer greedy search                  -> <set>/hyp.txt
     beam       transducer modified beam search (n-best)  -> <set>/nbest.jsonl (LM re-scoring)
+    beam-lex   the same inside the word lexicon, word LM  -> <set>/nbest.jsonl (LM re-scoring)
+               fused at lex_lm_weight (graft.decode.lexicon_search)
     ctc-greedy CTC head, best path                       -> <set>/hyp.txt
     ctc-hlg    CTC head, HLG lattices (kaldi-decoder)    -> <set>/lats/ (LM-weight sweeps)
 Each `<decode_root>/<method>/<set>/` also gets `ref.txt` and `decode.json` (settings, RTF).
@@ -29,6 +31,7 @@ from lhotse.dataset.collation import collate_features
 from tqdm import tqdm
 
 from graft.decode.ctc_lattice import LatticeDecodeConfig, decode_lattices, middle_lm_weight
+from graft.decode.lexicon_search import LexiconTrie, lexicon_beam_search, load_backoff_g, unigram_costs
 from graft.decode.nbest_rescore import nbest_entry, write_nbest
 from graft.decode.search import ctc_greedy_search, greedy_search, modified_beam_search
 from graft.lang.langdir import LangDir
@@ -40,7 +43,8 @@ from graft.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-METHODS = ("greedy", "beam", "ctc-greedy", "ctc-hlg")
+METHODS = ("greedy", "beam", "beam-lex", "ctc-greedy", "ctc-hlg")
+NEEDS_LM_DIR = ("beam-lex", "ctc-hlg")
 
 
 @dataclass
@@ -54,6 +58,8 @@ class DecodeOptions:
     lattice_beam: float = 6.0
     num_jobs: int = 2
     max_duration: float = 200.0
+    lex_beam: int = 8
+    lex_lm_weight: float = 0.3
 
 
 @dataclass
@@ -153,6 +159,18 @@ def _run_method(method: str, model, encoded: EncodedSet, lm_dir: Path | None, se
         write_nbest(set_dir / "nbest.jsonl", entries)
         write_text(set_dir / "hyp.txt", {e.utt_id: e.hyps[0].words if e.hyps else [] for e in entries},
                    order=encoded.ids)
+    elif method == "beam-lex":
+        trie, g = _lexicon(lm_dir, id2token)
+        entries = []
+        for ids, enc, lens in _batches(encoded, size=16):
+            nbest = lexicon_beam_search(model, enc, lens, trie, g, lm_weight=opts.lex_lm_weight,
+                                        beam=opts.lex_beam, num_best=opts.num_best)
+            entries += [nbest_entry(uid, hyps, id2token) for uid, hyps in zip(ids, nbest)]
+        write_nbest(set_dir / "nbest.jsonl", entries)
+        write_text(set_dir / "hyp.txt", {e.utt_id: e.hyps[0].words if e.hyps else [] for e in entries},
+                   order=encoded.ids)
+        extra = {"lexicon": {"words": trie.num_words, "trie_nodes": trie.num_nodes,
+                             "lm_weight": opts.lex_lm_weight}}
     elif method == "ctc-hlg":
         cfg = LatticeDecodeConfig(lm_weight=middle_lm_weight(opts.lm_weights), beam=opts.search_beam,
                                   lattice_beam=opts.lattice_beam, num_jobs=opts.num_jobs)
@@ -172,22 +190,45 @@ def _run_method(method: str, model, encoded: EncodedSet, lm_dir: Path | None, se
             "search_rtf": round(search / audio, 5), **extra}
 
 
+_LEXICONS: dict[tuple[str, tuple], tuple[LexiconTrie, object]] = {}
+
+
+def _lexicon(lm_dir: Path, id2token: dict[int, str]) -> tuple[LexiconTrie, object]:
+    """The lexicon trie (with unigram look-ahead) and G of an LM dir, loaded once per process."""
+    key = (str(Path(lm_dir).resolve()), tuple(sorted(id2token.items())))
+    if key not in _LEXICONS:
+        t0 = time.perf_counter()
+        trie = LexiconTrie.from_lm_dir(lm_dir, {piece: i for i, piece in id2token.items()})
+        g = load_backoff_g(lm_dir)
+        trie.set_lookahead(unigram_costs(g))
+        log.info("lexicon of %s: %d words, %d trie nodes, loaded in %.1f s", lm_dir,
+                 trie.num_words, trie.num_nodes, time.perf_counter() - t0)
+        _LEXICONS.clear()  # one LM dir at a time: a big lexicon holds ~1 GB
+        _LEXICONS[key] = (trie, g)
+    return _LEXICONS[key]
+
+
 def decode_set(model, cuts_path: str | Path, lang: LangDir, lm_dir: str | Path | None, decode_root: str | Path,
                set_name: str, methods: Sequence[str], opts: DecodeOptions, info: dict | None = None) -> list[dict]:
     """Decode one set by each method into `<decode_root>/<method>/<set_name>/`; return figures.
 
     `lang` must be the lang dir the model was trained with (its fingerprint is checked); `lm_dir`
-    (an LM dir of graft.lang.prepare: HLG.fst, words.txt) is needed by ctc-hlg only."""
+    (an LM dir of graft.lang.prepare: HLG.fst, G.fst, lexicon.txt, words.txt) is needed by ctc-hlg
+    and beam-lex only."""
     decode_root = Path(decode_root)
     lm_dir = Path(lm_dir) if lm_dir is not None else None
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise GraftError(f"unknown decoding method(s) {', '.join(bad)} (choose from {', '.join(METHODS)})")
     id2token = check_lang_matches(lang, model.vocab_size, info)
+    needs = [m for m in methods if m in NEEDS_LM_DIR]
+    if needs and lm_dir is None:
+        raise GraftError(f"{' and '.join(needs)} decoding needs an LM dir (--lm-dir data/lang/<lang>_bpe<V>/lm_<N>gram)")
     if "ctc-hlg" in methods:
-        if lm_dir is None:
-            raise GraftError("ctc-hlg decoding needs an LM dir (--lm-dir data/lang/<lang>_bpe<V>/lm_<N>gram)")
         require_file(lm_dir / "HLG.fst", stage=3, what="the decoding graph")
+    if "beam-lex" in methods:
+        require_file(lm_dir / "lexicon.txt", stage=3, what="the lexicon")
+        require_file(lm_dir / "G.fst", stage=3, what="the word LM graph")
     encoded = encode_set(model, cuts_path, opts.max_duration)
     results = []
     for method in methods:

@@ -208,42 +208,83 @@ def remove_input_labels(fst: kaldifst.StdFst, first: int) -> kaldifst.StdVectorF
 _ARC_ILABEL = re.compile(r"^(\d+[ \t]+\d+[ \t]+)(\d+)(?=[ \t]+\d)", re.M)
 
 
+class BackoffG:
+    """Walk G word by word as the ARPA model does (exact costs, natural log, negated).
+
+    From a state, a word takes its arc if the state has one; otherwise the back-off arc is
+    followed (its cost added) and the word is tried again from there. The end of the sentence
+    takes the state's final weight the same way. Arcs of a state are read once and cached.
+    The cheapest path through G (what composition or a decoder finds) can be cheaper: with
+    Kneser-Ney, backing off past a seen n-gram often costs less than the n-gram itself.
+
+    Usage:
+        g = BackoffG(kaldifst.StdVectorFst.read("lm_3gram/G.fst"), backoff_label=words["#0"])
+        cost, state = g.step(g.start, words["dobrý"])    # inf, -1 if G cannot take the word
+        total = cost + g.final_cost(state)
+    """
+
+    def __init__(self, G: kaldifst.StdFst, backoff_label: int) -> None:
+        self.G = G
+        self.backoff = int(backoff_label)
+        self.start = int(G.start)
+        self._arcs: dict[int, dict[int, tuple[float, int]]] = {}
+
+    def arcs(self, state: int) -> dict[int, tuple[float, int]]:
+        """{input label: (cost, next state)} of a state (the first arc of each label)."""
+        out = self._arcs.get(state)
+        if out is None:
+            out = {}
+            it = kaldifst.ArcIterator(self.G, state)
+            while not it.done:
+                a = it.value
+                out.setdefault(a.ilabel, (a.weight.value, a.nextstate))
+                it.next()
+            self._arcs[state] = out
+        return out
+
+    def step(self, state: int, word_id: int) -> tuple[float, int]:
+        """(cost, next state) of one word from `state`; (inf, -1) if G cannot take it."""
+        total = 0.0
+        while True:
+            here = self.arcs(state)
+            hit = here.get(word_id)
+            if hit is not None:
+                return total + hit[0], hit[1]
+            back = here.get(self.backoff)
+            if back is None:
+                return math.inf, -1
+            total += back[0]
+            state = back[1]
+
+    def final_cost(self, state: int) -> float:
+        """Cost of ending the sentence in `state` (backing off as needed); inf if it cannot."""
+        total = 0.0
+        while True:
+            final = self.G.final(state).value
+            if math.isfinite(final):
+                return total + final
+            back = self.arcs(state).get(self.backoff)
+            if back is None:
+                return math.inf
+            total += back[0]
+            state = back[1]
+
+
 def sentence_cost(G: kaldifst.StdFst, word_ids: Sequence[int], backoff_label: int) -> float:
     """The exact ARPA cost (natural log, negated) of a sentence in G, or inf if G rejects it.
 
     Follows a back-off arc only when the state has no arc for the word (or no final weight
-    for the end), as the ARPA model does. The cheapest path through G (what composition or
-    a decoder finds) can be cheaper: with Kneser-Ney, backing off past a seen n-gram often
-    costs less than the n-gram itself. Meant for checks and n-best rescoring, not for speed.
+    for the end), as the ARPA model does (see BackoffG). Meant for checks and n-best
+    rescoring, not for speed.
     """
-
-    def arcs(state: int) -> dict[int, tuple[float, int]]:
-        out = {}
-        it = kaldifst.ArcIterator(G, state)
-        while not it.done:
-            a = it.value
-            out.setdefault(a.ilabel, (a.weight.value, a.nextstate))
-            it.next()
-        return out
-
-    state, total = G.start, 0.0
-    for w in [*word_ids, None]:
-        while True:
-            here = arcs(state)
-            if w is None:
-                final = G.final(state).value
-                if math.isfinite(final):
-                    total += final
-                    break
-            elif w in here:
-                cost, state = here[w]
-                total += cost
-                break
-            if backoff_label not in here:
-                return math.inf
-            cost, state = here[backoff_label]
-            total += cost
-    return total
+    g = BackoffG(G, backoff_label)
+    state, total = g.start, 0.0
+    for w in word_ids:
+        cost, state = g.step(state, w)
+        if not math.isfinite(cost):
+            return math.inf
+        total += cost
+    return total + g.final_cost(state)
 
 
 def fst_size(fst: kaldifst.StdFst, path: str | os.PathLike | None = None) -> dict:
