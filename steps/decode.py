@@ -32,8 +32,9 @@ log = get_logger("steps.decode")
 OWN = ("exp_dir", "lang_dir", "lm_dir", "sets", "decode_dir")
 # the settings a decode dir is made with: outputs decoded with other values must not mix
 RECORD_KEYS = ("checkpoints", "epoch", "avg", "use_averaged_model", "fingerprint", "lm_dir", "beam",
-               "num_best", "search_beam", "lattice_beam", "w0", "lex")
-METHOD_KEYS = ("w0", "lex")  # ctc-hlg's and beam-lex's settings
+               "num_best", "search_beam", "lattice_beam", "w0", "lex", "joint")
+# settings of some methods only (None when none of them is decoded) -> those methods
+METHOD_KEYS = {"w0": ("ctc-hlg", "ctc-hlg-rnnt"), "lex": ("beam-lex",), "joint": ("ctc-hlg-rnnt",)}
 
 
 def parse_sets(text: str) -> list[tuple[str, Path]]:
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm-dir", type=Path, help="LM dir with HLG.fst and words.txt (ctc-hlg; recorded for scoring)")
     p.add_argument("--sets", required=True, help="space-separated name:cuts_path items")
     p.add_argument("--decode-dir", help="name under --exp-dir (default: decode_epoch<E>_avg<A>)")
-    p.add_argument("--methods", help="any of: greedy beam beam-lex ctc-greedy ctc-hlg")
+    p.add_argument("--methods", help="any of: greedy beam beam-lex ctc-greedy ctc-hlg ctc-hlg-rnnt")
     p.add_argument("--epoch", type=int, help="epoch to decode (null: the last)")
     p.add_argument("--avg", type=int, help="average the last AVG epochs")
     p.add_argument("--use-averaged-model", type=lambda s: {"true": True, "false": False}[s.lower()],
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-best", type=int, help="n-best list length")
     p.add_argument("--lex-beam", type=int, help="beam-lex: hypotheses kept per frame")
     p.add_argument("--lex-lm-weight", type=float, help="beam-lex: LM weight inside the search")
+    p.add_argument("--hlg-nbest", type=int, help="ctc-hlg-rnnt: distinct word sequences taken from each lattice")
+    p.add_argument("--rnnt-weight", type=float, help="ctc-hlg-rnnt: the transducer's share of the acoustic score")
+    p.add_argument("--decode-bf16", choices=("auto", "on", "off"), help="ctc-hlg-rnnt's joiner in bf16")
     p.add_argument("--lm-weights", help="the sweep the lattices are decoded for (w0 = its middle)")
     p.add_argument("--search-beam", type=float, help="lattice decoding beam")
     p.add_argument("--lattice-beam", type=float, help="lattice beam")
@@ -77,24 +81,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def prepare_decode_dir(root: Path, record: dict) -> None:
-    """Empty `root` when its decode.json records other settings (say which); then write the record."""
+    """Make `root` agree with `record`, then write it: a changed shared setting (the checkpoints,
+    the beams, ...) empties `root`; a changed setting of one method (METHOD_KEYS) removes only the
+    outputs of the methods that use it. Says which setting changed."""
     path = root / "decode.json"
     if path.is_file():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             old = {}
+        changed = [k for k in RECORD_KEYS if k not in METHOD_KEYS and old.get(k) != record.get(k)]
         # a method's own settings (None when it is not decoded) conflict only when both runs have them
-        changed = [k for k in RECORD_KEYS if old.get(k) != record.get(k)
-                   and not (k in METHOD_KEYS and (old.get(k) is None or record.get(k) is None))]
+        stale = [k for k in METHOD_KEYS if old.get(k) is not None and record.get(k) is not None
+                 and old.get(k) != record.get(k)]
         if changed:
             log.warning("%s was decoded with other settings (%s): emptying it first", root,
                         ", ".join(f"{k}: {old.get(k)!r} -> {record.get(k)!r}" for k in changed))
             shutil.rmtree(root)
         else:
-            record["methods"] = sorted(set(old.get("methods", [])) | set(record["methods"]))
+            methods = set(old.get("methods", []))
+            for k in stale:
+                gone = sorted(m for m in METHOD_KEYS[k] if (root / m).exists())
+                log.warning("%s: %s changed (%r -> %r): removing the outputs of %s", root, k, old.get(k),
+                            record.get(k), ", ".join(gone) or "no method")
+                for m in METHOD_KEYS[k]:
+                    shutil.rmtree(root / m, ignore_errors=True)
+                    methods.discard(m)
+            record["methods"] = sorted(methods | set(record["methods"]))
             for k in METHOD_KEYS:
-                if record.get(k) is None:
+                if record.get(k) is None and k not in stale:
                     record[k] = old.get(k)
             record["sets"] = {**old.get("sets", {}), **record["sets"]}
     elif root.is_dir() and any(root.iterdir()):
@@ -112,7 +127,7 @@ def main() -> None:
 
     from graft.decode.ctc_lattice import middle_lm_weight
     from graft.decode.layout import decode_dir_name
-    from graft.decode.run import METHODS, DecodeOptions, decode_set
+    from graft.decode.run import METHODS, NEEDS_LM_DIR, DecodeOptions, decode_set
     from graft.lang.langdir import model_lang_dir
     from graft.score.weights import parse_weights
     from graft.train.checkpoint import load_model_for_decoding
@@ -123,16 +138,19 @@ def main() -> None:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise GraftError(f"unknown decoding method(s) {', '.join(bad)} (choose from {', '.join(METHODS)})")
-    needs = [m for m in methods if m in ("ctc-hlg", "beam-lex")]
+    needs = [m for m in methods if m in NEEDS_LM_DIR]
     if needs and args.lm_dir is None:
         raise GraftError(f"{' and '.join(needs)} needs --lm-dir (e.g. data/lang/en_bpe150/lm_3gram, written by stage 3)")
     if args.lex_beam < 1 or not args.lex_lm_weight >= 0:
         raise GraftError(f"--lex-beam must be >= 1 and --lex-lm-weight >= 0, got {args.lex_beam} and {args.lex_lm_weight}")
+    if args.hlg_nbest < 1 or not 0.0 <= args.rnnt_weight <= 1.0:
+        raise GraftError(f"--hlg-nbest must be >= 1 and --rnnt-weight in [0, 1], got {args.hlg_nbest} and {args.rnnt_weight}")
     weights = parse_weights(args.lm_weights, "--lm-weights", minimum=0.0)
     opts = DecodeOptions(beam=args.beam, num_best=args.num_best, lm_weights=weights,
                          search_beam=args.search_beam, lattice_beam=args.lattice_beam,
                          num_jobs=args.num_jobs, max_duration=args.max_duration,
-                         lex_beam=args.lex_beam, lex_lm_weight=args.lex_lm_weight)
+                         lex_beam=args.lex_beam, lex_lm_weight=args.lex_lm_weight,
+                         hlg_nbest=args.hlg_nbest, rnnt_weight=args.rnnt_weight, bf16=args.decode_bf16)
     model, info = load_model_for_decoding(args.exp_dir, epoch=args.epoch, avg=args.avg,
                                           use_averaged_model=args.use_averaged_model)
     lang = model_lang_dir(args.exp_dir, info, args.lang_dir)
@@ -143,9 +161,11 @@ def main() -> None:
                    "lm_dir": str(args.lm_dir) if args.lm_dir else None, "methods": methods,
                    "beam": args.beam, "num_best": args.num_best, "search_beam": args.search_beam,
                    "lattice_beam": args.lattice_beam, "lm_weights": weights,
-                   "w0": middle_lm_weight(weights) if "ctc-hlg" in methods else None,
+                   "w0": middle_lm_weight(weights) if {"ctc-hlg", "ctc-hlg-rnnt"} & set(methods) else None,
                    "lex": ({"beam": args.lex_beam, "lm_weight": args.lex_lm_weight}
                            if "beam-lex" in methods else None),
+                   "joint": ({"hlg_nbest": args.hlg_nbest, "rnnt_weight": args.rnnt_weight, "bf16": args.decode_bf16}
+                             if "ctc-hlg-rnnt" in methods else None),
                    "sets": {n: str(c) for n, c in sets}})
     prepare_decode_dir(root, record)
     figures = []

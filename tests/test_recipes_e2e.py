@@ -61,11 +61,13 @@ def test_target_recipe_grafts_a_source_of_another_bpe_size(mission):
     decode = _json(exp / "decode_epoch2_avg2/decode.json")
     assert decode["fingerprint"] == _json(exp / "lang/lang.json")["fingerprint"]
     assert decode["lm_dir"] == "data/lang/cs_bpe40/lm_3gram" and decode["w0"] == pytest.approx(0.75)
-    for method in ("greedy", "beam", "beam-lex", "ctc-hlg"):
+    for method in ("greedy", "beam", "beam-lex", "ctc-hlg", "ctc-hlg-rnnt"):
         assert (exp / f"decode_epoch2_avg2/{method}/test/scoring/best_wer").is_file(), method
     lex = _json(exp / "decode_epoch2_avg2/beam-lex/test/decode.json")["lexicon"]  # the LM dir's whole lexicon
     words = (recipe / "data/lang/cs_bpe40/lm_3gram/lexicon.txt").read_text(encoding="utf-8").splitlines()
     assert lex["words"] == len(words) and lex["lm_weight"] == pytest.approx(0.3)
+    joint = _json(exp / "decode_epoch2_avg2/ctc-hlg-rnnt/test/decode.json")["nbest"]
+    assert joint["n"] == 20 and joint["rnnt_weight"] == pytest.approx(0.5) and joint["mean_distinct"] >= 1
     export = _json(exp / "export/epoch2_avg2/export.json")  # stage 8: an ONNX folder for sherpa-onnx
     assert (exp / "export/epoch2_avg2/encoder.onnx").is_file() and (exp / "export/epoch2_avg2/HLG.fst").is_file()
     assert json.dumps(export).count(decode["fingerprint"]) >= 1

@@ -5,6 +5,8 @@ Methods:
     beam       transducer modified beam search (n-best)  -> <set>/nbest.jsonl (LM re-scoring)
     beam-lex   the same inside the word lexicon, word LM  -> <set>/nbest.jsonl (LM re-scoring)
                fused at lex_lm_weight (graft.decode.lexicon_search)
+    ctc-hlg-rnnt  HLG lattices' n-best, re-scored by CTC  -> <set>/nbest.jsonl (LM re-scoring),
+               and transducer (graft.decode.joint_rescore)   <set>/hlg/ (the lattices)
     ctc-greedy CTC head, best path                       -> <set>/hyp.txt
     ctc-hlg    CTC head, HLG lattices (kaldi-decoder)    -> <set>/lats/ (LM-weight sweeps)
 Each `<decode_root>/<method>/<set>/` also gets `ref.txt` and `decode.json` (settings, RTF).
@@ -19,23 +21,29 @@ Usage:
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from lhotse import CutSet
 from lhotse.dataset.collation import collate_features
 from tqdm import tqdm
 
-from graft.decode.ctc_lattice import LatticeDecodeConfig, decode_lattices, middle_lm_weight
+from graft.decode.ctc_lattice import LATS_DIR, SCP_NAME, LatticeDecodeConfig, decode_lattices, middle_lm_weight
 from graft.decode.lexicon_search import LexiconTrie, lexicon_beam_search, load_backoff_g, unigram_costs
-from graft.decode.nbest_rescore import nbest_entry, write_nbest
+from graft.decode.joint_rescore import ctc_sequence_log_probs, distinct_word_nbest, transducer_sequence_log_probs
+from graft.decode.lattice_rescore import LatticeArrays, read_lattice, read_scp
+from graft.decode.nbest_rescore import NbestEntry, NbestHyp, nbest_entry, write_nbest
 from graft.decode.search import ctc_greedy_search, greedy_search, modified_beam_search
 from graft.lang.langdir import LangDir
-from graft.lang.symbols import tokens_to_words
+from graft.lang.lexicon import read_lexicon
+from graft.train.amp import cpu_fast_bf16
+from graft.lang.symbols import invert, read_symbols, tokens_to_words
 from graft.data.kaldi_text import write_text
 from graft.utils.errors import GraftError, require_file
 from graft.utils.io import atomic_dir, atomic_write
@@ -43,8 +51,8 @@ from graft.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-METHODS = ("greedy", "beam", "beam-lex", "ctc-greedy", "ctc-hlg")
-NEEDS_LM_DIR = ("beam-lex", "ctc-hlg")
+METHODS = ("greedy", "beam", "beam-lex", "ctc-greedy", "ctc-hlg", "ctc-hlg-rnnt")
+NEEDS_LM_DIR = ("beam-lex", "ctc-hlg", "ctc-hlg-rnnt")
 
 
 @dataclass
@@ -60,6 +68,9 @@ class DecodeOptions:
     max_duration: float = 200.0
     lex_beam: int = 8
     lex_lm_weight: float = 0.3
+    hlg_nbest: int = 20
+    rnnt_weight: float = 0.5
+    bf16: str = "auto"   # ctc-hlg-rnnt's joiner: auto (where the CPU has bf16), on, off
 
 
 @dataclass
@@ -171,6 +182,11 @@ def _run_method(method: str, model, encoded: EncodedSet, lm_dir: Path | None, se
                    order=encoded.ids)
         extra = {"lexicon": {"words": trie.num_words, "trie_nodes": trie.num_nodes,
                              "lm_weight": opts.lex_lm_weight}}
+    elif method == "ctc-hlg-rnnt":
+        entries, extra = _joint_nbest(model, encoded, lm_dir, set_dir, id2token, opts)
+        write_nbest(set_dir / "nbest.jsonl", entries)
+        write_text(set_dir / "hyp.txt", {e.utt_id: e.hyps[0].words if e.hyps else [] for e in entries},
+                   order=encoded.ids)
     elif method == "ctc-hlg":
         cfg = LatticeDecodeConfig(lm_weight=middle_lm_weight(opts.lm_weights), beam=opts.search_beam,
                                   lattice_beam=opts.lattice_beam, num_jobs=opts.num_jobs)
@@ -188,6 +204,53 @@ def _run_method(method: str, model, encoded: EncodedSet, lm_dir: Path | None, se
             "encoder_seconds": round(encoded.encoder_seconds, 3), "search_seconds": round(search, 3),
             "rtf": round((encoded.encoder_seconds + search) / audio, 5),
             "search_rtf": round(search / audio, 5), **extra}
+
+
+def _joint_nbest(model, encoded: EncodedSet, lm_dir: Path, set_dir: Path, id2token: dict[int, str],
+                 opts: DecodeOptions) -> tuple[list[NbestEntry], dict]:
+    """ctc-hlg-rnnt: HLG lattices into `<set>/hlg/`, then each one's n-best scored by both heads."""
+    w0 = middle_lm_weight(opts.lm_weights)
+    cfg = LatticeDecodeConfig(lm_weight=w0, beam=opts.search_beam, lattice_beam=opts.lattice_beam,
+                              num_jobs=opts.num_jobs)
+    items = ((uid, lp.numpy().astype("float32"), encoded.durations[uid])
+             for uid, lp in zip(encoded.ids, encoded.ctc_log_probs))
+    words_path = lm_dir / "words.txt"
+    stats = decode_lattices(items, require_file(lm_dir / "HLG.fst", stage=3, what="the decoding graph"),
+                            words_path, set_dir / "hlg", cfg, total=len(encoded.ids))
+    spell = _spellings(str(lm_dir), tuple(sorted(id2token.items())))
+    id2word = invert(read_symbols(words_path))
+    scp = read_scp(set_dir / "hlg" / LATS_DIR / SCP_NAME)
+    bf16, why = cpu_fast_bf16() if opts.bf16 == "auto" else (opts.bf16 == "on", "asked")
+    log.info("ctc-hlg-rnnt: transducer joiner in %s (%s)", "bf16" if bf16 else "fp32", why)
+    entries: list[NbestEntry] = []
+    counts = []
+    for i, uid in enumerate(tqdm(encoded.ids, desc=f"n-best re-scoring {set_dir.name}", unit="utt")):
+        seqs = distinct_word_nbest(LatticeArrays.from_lattice(read_lattice(scp[uid])), w0, opts.hlg_nbest)
+        words = [ws for ws in ([id2word[w] for w in s] for s in seqs) if all(w in spell for w in ws)]
+        tokens = [[t for w in ws for t in spell[w]] for ws in words]
+        ctc = ctc_sequence_log_probs(encoded.ctc_log_probs[i], tokens, blank=model.blank_id)
+        rnnt = transducer_sequence_log_probs(model, encoded.enc[i], tokens, bf16=bf16)
+        am = (1.0 - opts.rnnt_weight) * ctc + opts.rnnt_weight * rnnt
+        keep = [k for k in np.argsort(-am, kind="stable") if np.isfinite(am[k])]
+        entries.append(NbestEntry(uid, [NbestHyp(tokens[k], words[k], float(am[k])) for k in keep]))
+        counts.append(len(keep))
+    extra = {"lattice": {"w0": w0, "search_rtf": stats.rtf, "not_final": stats.num_not_final,
+                         "empty": stats.num_empty, "mean_lattice_arcs": stats.mean_lattice_arcs},
+             "nbest": {"n": opts.hlg_nbest, "mean_distinct": round(float(np.mean(counts)), 2) if counts else 0.0,
+                       "rnnt_weight": opts.rnnt_weight, "bf16": bf16}}
+    return entries, extra
+
+
+@functools.lru_cache(maxsize=1)
+def _spellings(lm_dir: str, id2token: tuple[tuple[int, str], ...]) -> dict[str, list[int]]:
+    """word -> token ids, from the LM dir's lexicon (the spelling HLG was built with); read once."""
+    token_ids = {piece: i for i, piece in id2token}
+    path = Path(lm_dir) / "lexicon.txt"
+    try:
+        return {word: [token_ids[p] for p in pieces] for word, pieces in read_lexicon(path)}
+    except KeyError as e:
+        raise GraftError(f"{path}: piece {e.args[0]!r} is not in the model's tokens: the LM dir "
+                         "was built for another lang dir (re-run stage 3)") from None
 
 
 _LEXICONS: dict[tuple[str, tuple], tuple[LexiconTrie, object]] = {}
@@ -224,8 +287,10 @@ def decode_set(model, cuts_path: str | Path, lang: LangDir, lm_dir: str | Path |
     needs = [m for m in methods if m in NEEDS_LM_DIR]
     if needs and lm_dir is None:
         raise GraftError(f"{' and '.join(needs)} decoding needs an LM dir (--lm-dir data/lang/<lang>_bpe<V>/lm_<N>gram)")
-    if "ctc-hlg" in methods:
+    if "ctc-hlg" in methods or "ctc-hlg-rnnt" in methods:
         require_file(lm_dir / "HLG.fst", stage=3, what="the decoding graph")
+    if "ctc-hlg-rnnt" in methods:
+        require_file(lm_dir / "lexicon.txt", stage=3, what="the lexicon")
     if "beam-lex" in methods:
         require_file(lm_dir / "lexicon.txt", stage=3, what="the lexicon")
         require_file(lm_dir / "G.fst", stage=3, what="the word LM graph")

@@ -171,6 +171,20 @@ def reference_simple_loss(lm: Tensor, am: Tensor, symbols: Tensor, boundary: Ten
 
 
 # ---------------------------------------------------------------- losses used by the model
+def rnnt_log_likelihood(px: Tensor, py: Tensor, boundary: Tensor, backend: str = "auto") -> Tensor:
+    """Log-probability of all alignments per sequence, (N,), from the symbol and blank log-probs
+    (px (N, S, T+1) with log 0 at T, py (N, S+1, T); see lattice_log_likelihood) in fp32: fast_rnnt's
+    recursion, or the pure-PyTorch one. For callers that build px/py themselves (n-best scoring)."""
+    if backend == "auto":
+        backend = "fast_rnnt" if HAVE_FAST_RNNT else "torch"
+    with fp32_region(px):
+        if backend == "fast_rnnt":
+            return fast_rnnt.mutual_information_recursion(px.float(), py.float(), boundary)
+        if backend == "torch":
+            return lattice_log_likelihood(px.float().clamp(min=_NEG), py.float().clamp(min=_NEG), boundary)
+    raise ValueError(f"backend must be 'auto', 'fast_rnnt' or 'torch', got {backend!r}")
+
+
 def full_rnnt_loss(logits: Tensor, symbols: Tensor, boundary: Tensor, blank_id: int = 0,
                    reduction: str = "sum", backend: str = "auto") -> Tensor:
     """Full-lattice RNN-T loss; logits (N, T, S+1, V). backend: "auto", "fast_rnnt" or "torch"."""

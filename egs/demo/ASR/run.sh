@@ -51,7 +51,7 @@ train_opts="--ctc-weight 0.2 --warm-steps 200 --lr-steps 1000 --lr-epochs 2.5 --
 source_exp=                 # stage 5's source model (default: this recipe's English model, exp/en_<model_conf>)
 grid=demo                   # stage 5's transfer grid: conf/grid/<grid>.yaml (demo_full: every size + ablation)
 grid_opts=                  # steps/grid.py overrides, e.g. "--sizes '15m all' --budget-minutes 90 --speed-perturb false"
-decode_methods="greedy beam beam-lex ctc-hlg" # stage 6 methods of the English model (the grid's are in its yaml)
+decode_methods="greedy beam beam-lex ctc-hlg ctc-hlg-rnnt" # stage 6 methods of the English model (the grid's are in its yaml)
 decode_avg=2                # average the last N epochs for decoding
 lm_weights=                 # LM weight sweep of stages 6-7 (default: conf/decode.yaml)
 word_ins_penalties=         # word insertion penalties of stage 7 (default: conf/decode.yaml)
@@ -66,7 +66,7 @@ source_exp=${source_exp:-$src_exp}
 decode_opts=(${lm_weights:+--lm-weights "$lm_weights"})
 score_opts=(${lm_weights:+--lm-weights "$lm_weights"} ${word_ins_penalties:+--word-ins-penalties "$word_ins_penalties"})
 eval "grid_args=($grid_opts)"
-report_opts=(--preamble results_preamble.md --plot-methods "beam beam-lex ctc-hlg" --stage-times $log_dir
+report_opts=(--preamble results_preamble.md --plot-methods "beam-lex ctc-hlg ctc-hlg-rnnt" --stage-times $log_dir
   --stage-of "stage4_train_cs_*=5")
 
 if stage_in 0; then
