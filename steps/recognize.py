@@ -9,7 +9,9 @@ Usage:
 --model is an export folder (steps/export_onnx.py: decoded by sherpa-onnx, --int8 true for the
 quantized files) or a training exp dir (decoded by Graft's own searches; --epoch/--avg/
 --use-averaged-model/--lang-dir/--lm-dir as in steps/decode.py). Methods: greedy, beam
-(modified beam search, --beam), ctc-greedy, ctc-hlg (CTC + the HLG graph at LM weight 1).
+(modified beam search, --beam), ctc-greedy, ctc-hlg (CTC + the HLG graph at LM weight 1); with a
+training exp dir also beam-lex (beam search inside the lexicon, word LM at weight 0.3) and
+ctc-hlg-rnnt (the HLG lattice's 20 best re-scored by CTC + transducer, LM weight 1).
 Audio: wav, flac, mp3, ogg, any sample rate, mono or not (averaged). Files longer than
 --max-segment-seconds (30) are cut at quiet points and decoded piece by piece, so a 10-minute
 recording costs ten times a 1-minute one and never attends over 10 minutes at once; 0 decodes
@@ -31,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="*", type=Path, help="audio files")
     p.add_argument("--model", required=True, type=Path, help="export folder or training exp dir")
-    p.add_argument("--method", default="greedy", choices=["greedy", "beam", "ctc-greedy", "ctc-hlg"])
+    from graft.export.recognize import METHODS
+
+    p.add_argument("--method", default="greedy", choices=list(METHODS))
     p.add_argument("--file-list", type=Path, help="a text file with one audio path per line (added to FILES)")
     p.add_argument("--json", type=Path, help="write every file's text, words with start/end times and segments")
     p.add_argument("--beam", type=int, default=4)

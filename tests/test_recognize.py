@@ -119,6 +119,24 @@ def test_recognize_step_prints_one_line_per_file_and_writes_json(exported, tmp_p
     assert proc.stdout.startswith(f"{mp3}\t")
 
 
+def test_lexicon_and_joint_methods_run_on_an_exp_dir_only(exported, tmp_path):
+    wav = exported.wavs[0]
+    lm_dir = next(exported.lang.glob("lm_*"))
+    lexicon = {line.split()[0] for line in (lm_dir / "lexicon.txt").read_text(encoding="utf-8").splitlines()}
+    for method in ("beam-lex", "ctc-hlg-rnnt"):
+        out = tmp_path / f"{method}.json"
+        proc = subprocess.run([PY, str(ROOT / "steps/recognize.py"), "--model", str(exported.exp), "--lang-dir",
+                               str(exported.lang), "--method", method, "--json", str(out), str(wav)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        words = json.loads(out.read_text())["files"][0]["text"].split()
+        assert words and set(words) <= lexicon, (method, words)  # both spell lexicon words only
+    proc = subprocess.run([PY, str(ROOT / "steps/recognize.py"), "--model", str(exported.export),
+                           "--method", "beam-lex", str(wav)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "beam-lex runs with a training exp dir (--model exp/<model>), not with an export folder" in proc.stderr
+
+
 def test_a_long_file_is_decoded_in_segments_on_one_time_line(exported):
     from graft.export.audio import load_audio
     from graft.export.recognize import SherpaBackend, recognize_samples

@@ -12,19 +12,60 @@ every weight and insertion penalty and picks them on dev, as for the `beam` meth
 
 Usage:
     arrays = LatticeArrays.from_lattice(read_lattice("exp/m/decode/ctc-hlg-rnnt/dev/hlg/lats/000000.lat"))
-    seqs = distinct_word_nbest(arrays, w0=0.75, n=50)                 # [[word id, ...], ...]
+    spell = lexicon_spellings("data/lang/cs_bpe150/lm_3gram", lang.tokens)
+    hyps = joint_nbest(model, arrays, w0=0.75, n=20, encoder_out=enc[0], ctc_log_probs=lp[0],
+                       spell=spell, id2word=id2word, rnnt_weight=0.5)   # [NbestHyp], best first
+    # its parts:
+    seqs = distinct_word_nbest(arrays, w0=0.75, n=20)                 # [[word id, ...], ...]
     ctc = ctc_sequence_log_probs(ctc_log_probs, token_seqs)           # (H,) float64
     rnnt = transducer_sequence_log_probs(model, encoder_out, token_seqs)
 """
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from graft.decode.lattice_rescore import LatticeArrays
-from graft.utils.errors import GraftError
+from graft.decode.nbest_rescore import NbestHyp
+from graft.lang.lexicon import read_lexicon
+from graft.utils.errors import GraftError, require_file
+
+
+def lexicon_spellings(lm_dir: str | os.PathLike, tokens: dict[str, int]) -> dict[str, list[int]]:
+    """word -> token ids, from the LM dir's lexicon (the spelling HLG was built with); read once."""
+    return _spellings(str(lm_dir), tuple(sorted(tokens.items())))
+
+
+@functools.lru_cache(maxsize=1)
+def _spellings(lm_dir: str, tokens: tuple[tuple[str, int], ...]) -> dict[str, list[int]]:
+    token_ids = dict(tokens)
+    path = require_file(Path(lm_dir) / "lexicon.txt", stage=3, what="the lexicon")
+    try:
+        return {word: [token_ids[p] for p in pieces] for word, pieces in read_lexicon(path)}
+    except KeyError as e:
+        raise GraftError(f"{path}: piece {e.args[0]!r} is not in the model's tokens: the LM dir was built for "
+                         "another lang dir (re-run stage 3)") from None
+
+
+def joint_nbest(model, arrays: LatticeArrays, w0: float, n: int, encoder_out: torch.Tensor,
+                ctc_log_probs: torch.Tensor, spell: dict[str, list[int]], id2word: dict[int, str],
+                rnnt_weight: float = 0.5, bf16: bool = False) -> list[NbestHyp]:
+    """One utterance: its lattice's `n` best distinct word sequences, each with
+    `am = (1 - rnnt_weight) * CTC + rnnt_weight * transducer` log-prob, best am first (sequences
+    the frames cannot hold, am = -inf, are left out)."""
+    seqs = distinct_word_nbest(arrays, w0, n)
+    words = [ws for ws in ([id2word[w] for w in s] for s in seqs) if all(w in spell for w in ws)]
+    tokens = [[t for w in ws for t in spell[w]] for ws in words]
+    ctc = ctc_sequence_log_probs(ctc_log_probs, tokens, blank=model.blank_id)
+    rnnt = transducer_sequence_log_probs(model, encoder_out, tokens, bf16=bf16)
+    am = (1.0 - rnnt_weight) * ctc + rnnt_weight * rnnt
+    keep = [k for k in np.argsort(-am, kind="stable") if np.isfinite(am[k])]
+    return [NbestHyp(tokens[k], words[k], float(am[k])) for k in keep]
 
 def distinct_word_nbest(arrays: LatticeArrays, w0: float, n: int, beam: float = 8.0,
                         max_states: int = 100_000) -> list[list[int]]:

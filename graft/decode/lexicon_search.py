@@ -16,9 +16,8 @@ stage 7 re-scores it with G at every LM weight and penalty like the `beam` metho
 search itself runs at one weight (`lm_weight`, the middle of the sweep, as ctc-hlg's lattices).
 
 Usage:
-    trie = LexiconTrie.from_lm_dir("data/lang/cs_bpe150/lm_3gram", lang.tokens)
-    lm = load_backoff_g("data/lang/cs_bpe150/lm_3gram")
-    nbest = lexicon_beam_search(model, enc, enc_lens, trie, lm, lm_weight=0.8, beam=8)
+    trie, lm = load_lexicon_search("data/lang/cs_bpe150/lm_3gram", lang.tokens)   # cached
+    nbest = lexicon_beam_search(model, enc, enc_lens, trie, lm, lm_weight=0.3, beam=8)
     nbest[0][0].tokens, nbest[0][0].log_prob
 """
 from __future__ import annotations
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from graft.decode.search import Hypothesis, _DecoderCache, _initial_context, _log_add
+from graft.decode.search import Hypothesis, _DecoderCache, _initial_context, _log_add, _search_setup
 from graft.lang.symbols import read_symbols
 from graft.utils.errors import GraftError, require_file
 from graft.utils.logging import get_logger
@@ -171,6 +170,27 @@ def load_backoff_g(lm_dir: str | os.PathLike):
     return BackoffG(g, words["#0"])
 
 
+_LOADED: dict[tuple, tuple[LexiconTrie, object]] = {}
+
+
+def load_lexicon_search(lm_dir: str | os.PathLike, tokens: dict[str, int]) -> tuple[LexiconTrie, object]:
+    """The lexicon trie (with the unigram look-ahead of G) and G (a BackoffG) of an LM dir, for a
+    token table; loaded once per process (one LM dir kept: a 491k-word lexicon holds ~1 GB)."""
+    import time
+
+    key = (str(Path(lm_dir).resolve()), tuple(sorted(tokens.items())))
+    if key not in _LOADED:
+        t0 = time.perf_counter()
+        trie = LexiconTrie.from_lm_dir(lm_dir, tokens)
+        g = load_backoff_g(lm_dir)
+        trie.set_lookahead(unigram_costs(g))
+        log.info("lexicon of %s: %d words, %d trie nodes, loaded in %.1f s", lm_dir, trie.num_words,
+                 trie.num_nodes, time.perf_counter() - t0)
+        _LOADED.clear()
+        _LOADED[key] = (trie, g)
+    return _LOADED[key]
+
+
 @dataclass
 class _Hyp:
     am: float          # transducer log-prob
@@ -226,10 +246,7 @@ def lexicon_beam_search(
     w, b = float(lm_weight), float(word_bonus)
     n, t_max, _ = encoder_out.shape
     device = encoder_out.device
-    blank = int(model.decoder.blank_id)
-    cs = int(model.decoder.context_size)
-    lens = encoder_out_lens.to("cpu").tolist()
-    enc_proj = model.joiner.encoder_proj(encoder_out)  # (N, T, J)
+    blank, cs, lens, enc_proj = _search_setup(model, encoder_out, encoder_out_lens)
     cache = _DecoderCache(model, device)
     start_mask, start_la = trie.starts()
     is_start = trie.word_start

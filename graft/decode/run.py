@@ -21,7 +21,6 @@ Usage:
 """
 from __future__ import annotations
 
-import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,13 +34,12 @@ from lhotse.dataset.collation import collate_features
 from tqdm import tqdm
 
 from graft.decode.ctc_lattice import LATS_DIR, SCP_NAME, LatticeDecodeConfig, decode_lattices, middle_lm_weight
-from graft.decode.lexicon_search import LexiconTrie, lexicon_beam_search, load_backoff_g, unigram_costs
-from graft.decode.joint_rescore import ctc_sequence_log_probs, distinct_word_nbest, transducer_sequence_log_probs
+from graft.decode.joint_rescore import joint_nbest, lexicon_spellings
+from graft.decode.lexicon_search import lexicon_beam_search, load_lexicon_search
 from graft.decode.lattice_rescore import LatticeArrays, read_lattice, read_scp
-from graft.decode.nbest_rescore import NbestEntry, NbestHyp, nbest_entry, write_nbest
+from graft.decode.nbest_rescore import NbestEntry, nbest_entry, write_nbest
 from graft.decode.search import ctc_greedy_search, greedy_search, modified_beam_search
 from graft.lang.langdir import LangDir
-from graft.lang.lexicon import read_lexicon
 from graft.train.amp import cpu_fast_bf16
 from graft.lang.symbols import invert, read_symbols, tokens_to_words
 from graft.data.kaldi_text import write_text
@@ -171,7 +169,7 @@ def _run_method(method: str, model, encoded: EncodedSet, lm_dir: Path | None, se
         write_text(set_dir / "hyp.txt", {e.utt_id: e.hyps[0].words if e.hyps else [] for e in entries},
                    order=encoded.ids)
     elif method == "beam-lex":
-        trie, g = _lexicon(lm_dir, id2token)
+        trie, g = load_lexicon_search(lm_dir, {piece: i for i, piece in id2token.items()})
         entries = []
         for ids, enc, lens in _batches(encoded, size=16):
             nbest = lexicon_beam_search(model, enc, lens, trie, g, lm_weight=opts.lex_lm_weight,
@@ -217,58 +215,22 @@ def _joint_nbest(model, encoded: EncodedSet, lm_dir: Path, set_dir: Path, id2tok
     words_path = lm_dir / "words.txt"
     stats = decode_lattices(items, require_file(lm_dir / "HLG.fst", stage=3, what="the decoding graph"),
                             words_path, set_dir / "hlg", cfg, total=len(encoded.ids))
-    spell = _spellings(str(lm_dir), tuple(sorted(id2token.items())))
+    spell = lexicon_spellings(lm_dir, {piece: i for i, piece in id2token.items()})
     id2word = invert(read_symbols(words_path))
     scp = read_scp(set_dir / "hlg" / LATS_DIR / SCP_NAME)
     bf16, why = cpu_fast_bf16() if opts.bf16 == "auto" else (opts.bf16 == "on", "asked")
     log.info("ctc-hlg-rnnt: transducer joiner in %s (%s)", "bf16" if bf16 else "fp32", why)
     entries: list[NbestEntry] = []
-    counts = []
     for i, uid in enumerate(tqdm(encoded.ids, desc=f"n-best re-scoring {set_dir.name}", unit="utt")):
-        seqs = distinct_word_nbest(LatticeArrays.from_lattice(read_lattice(scp[uid])), w0, opts.hlg_nbest)
-        words = [ws for ws in ([id2word[w] for w in s] for s in seqs) if all(w in spell for w in ws)]
-        tokens = [[t for w in ws for t in spell[w]] for ws in words]
-        ctc = ctc_sequence_log_probs(encoded.ctc_log_probs[i], tokens, blank=model.blank_id)
-        rnnt = transducer_sequence_log_probs(model, encoded.enc[i], tokens, bf16=bf16)
-        am = (1.0 - opts.rnnt_weight) * ctc + opts.rnnt_weight * rnnt
-        keep = [k for k in np.argsort(-am, kind="stable") if np.isfinite(am[k])]
-        entries.append(NbestEntry(uid, [NbestHyp(tokens[k], words[k], float(am[k])) for k in keep]))
-        counts.append(len(keep))
+        arrays = LatticeArrays.from_lattice(read_lattice(scp[uid]))
+        entries.append(NbestEntry(uid, joint_nbest(model, arrays, w0, opts.hlg_nbest, encoded.enc[i],
+                                                   encoded.ctc_log_probs[i], spell, id2word, opts.rnnt_weight, bf16)))
+    counts = [len(e.hyps) for e in entries]
     extra = {"lattice": {"w0": w0, "search_rtf": stats.rtf, "not_final": stats.num_not_final,
                          "empty": stats.num_empty, "mean_lattice_arcs": stats.mean_lattice_arcs},
              "nbest": {"n": opts.hlg_nbest, "mean_distinct": round(float(np.mean(counts)), 2) if counts else 0.0,
                        "rnnt_weight": opts.rnnt_weight, "bf16": bf16}}
     return entries, extra
-
-
-@functools.lru_cache(maxsize=1)
-def _spellings(lm_dir: str, id2token: tuple[tuple[int, str], ...]) -> dict[str, list[int]]:
-    """word -> token ids, from the LM dir's lexicon (the spelling HLG was built with); read once."""
-    token_ids = {piece: i for i, piece in id2token}
-    path = Path(lm_dir) / "lexicon.txt"
-    try:
-        return {word: [token_ids[p] for p in pieces] for word, pieces in read_lexicon(path)}
-    except KeyError as e:
-        raise GraftError(f"{path}: piece {e.args[0]!r} is not in the model's tokens: the LM dir "
-                         "was built for another lang dir (re-run stage 3)") from None
-
-
-_LEXICONS: dict[tuple[str, tuple], tuple[LexiconTrie, object]] = {}
-
-
-def _lexicon(lm_dir: Path, id2token: dict[int, str]) -> tuple[LexiconTrie, object]:
-    """The lexicon trie (with unigram look-ahead) and G of an LM dir, loaded once per process."""
-    key = (str(Path(lm_dir).resolve()), tuple(sorted(id2token.items())))
-    if key not in _LEXICONS:
-        t0 = time.perf_counter()
-        trie = LexiconTrie.from_lm_dir(lm_dir, {piece: i for i, piece in id2token.items()})
-        g = load_backoff_g(lm_dir)
-        trie.set_lookahead(unigram_costs(g))
-        log.info("lexicon of %s: %d words, %d trie nodes, loaded in %.1f s", lm_dir,
-                 trie.num_words, trie.num_nodes, time.perf_counter() - t0)
-        _LEXICONS.clear()  # one LM dir at a time: a big lexicon holds ~1 GB
-        _LEXICONS[key] = (trie, g)
-    return _LEXICONS[key]
 
 
 def decode_set(model, cuts_path: str | Path, lang: LangDir, lm_dir: str | Path | None, decode_root: str | Path,

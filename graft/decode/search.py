@@ -40,6 +40,12 @@ def _initial_context(model, context_pad_id: int | None) -> list[int]:
     return [pad] * (cs - 1) + [blank]
 
 
+def _search_setup(model, encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor):
+    """(blank id, context size, lengths as a list, projected encoder output (N, T, J)) of a search."""
+    return (int(model.decoder.blank_id), int(model.decoder.context_size), encoder_out_lens.to("cpu").tolist(),
+            model.joiner.encoder_proj(encoder_out))
+
+
 def _decoder_proj(model, contexts: list[list[int]], device: torch.device) -> torch.Tensor:
     """(H, J) projected decoder outputs for H contexts of length context_size."""
     y = torch.tensor(contexts, dtype=torch.int64, device=device)
@@ -94,10 +100,7 @@ def greedy_search(
     if n == 1 and max_sym_per_frame == 1:
         return [_greedy_one(model, encoder_out[0, : int(encoder_out_lens[0])], context_pad_id)]
     device = encoder_out.device
-    blank = int(model.decoder.blank_id)
-    cs = int(model.decoder.context_size)
-    lens = encoder_out_lens.to("cpu").tolist()
-    enc_proj = model.joiner.encoder_proj(encoder_out)  # (N, T, J)
+    blank, cs, lens, enc_proj = _search_setup(model, encoder_out, encoder_out_lens)
     cache = _DecoderCache(model, device)
     contexts = [tuple(_initial_context(model, context_pad_id)) for _ in range(n)]
     hyps: list[list[int]] = [[] for _ in range(n)]
@@ -193,10 +196,7 @@ def modified_beam_search(
     num_best = beam if num_best is None else num_best
     n, t_max, _ = encoder_out.shape
     device = encoder_out.device
-    blank = int(model.decoder.blank_id)
-    cs = int(model.decoder.context_size)
-    lens = encoder_out_lens.to("cpu").tolist()
-    enc_proj = model.joiner.encoder_proj(encoder_out)  # (N, T, J)
+    blank, cs, lens, enc_proj = _search_setup(model, encoder_out, encoder_out_lens)
     init = tuple(_initial_context(model, context_pad_id))
     # per utterance: {token sequence incl. the initial context: log-prob}
     beams: list[dict[tuple[int, ...], float]] = [{init: 0.0} for _ in range(n)]

@@ -7,7 +7,9 @@ Two backends, one interface (`decode(samples) -> Hyp`):
                    forced alignment of the result (graft.export.align).
     SherpaBackend  an export folder (steps/export_onnx.py): sherpa-onnx's OfflineRecognizer, with
                    its own fbank and its own token times (emission frames).
-Methods: greedy, beam (modified beam search), ctc-greedy, ctc-hlg. A file longer than
+Methods: greedy, beam (modified beam search), ctc-greedy, ctc-hlg; with a training exp dir also
+beam-lex (beam search inside the lexicon, LM weight `lex_lm_weight`) and ctc-hlg-rnnt (the HLG
+lattice's n-best re-scored by CTC + transducer, LM weight 1). A file longer than
 `SegmentOptions.max_seconds` is cut at quiet points first (graft.export.segment); each segment
 is decoded alone and the words are put back on the file's time line.
 
@@ -34,7 +36,8 @@ from graft.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-METHODS = ("greedy", "beam", "ctc-greedy", "ctc-hlg")
+METHODS = ("greedy", "beam", "beam-lex", "ctc-greedy", "ctc-hlg", "ctc-hlg-rnnt")
+TORCH_ONLY = ("beam-lex", "ctc-hlg-rnnt")  # searches sherpa-onnx does not have
 
 
 @dataclass
@@ -92,7 +95,8 @@ class TorchBackend:
     def __init__(self, exp_dir: str | os.PathLike, method: str = "greedy", epoch: int | None = None,
                  avg: int = 1, use_averaged_model: bool = False, lang_dir: str | os.PathLike | None = None,
                  lm_dir: str | os.PathLike | None = None, beam: int = 4, num_threads: int = 1,
-                 search_beam: float = 16.0) -> None:
+                 search_beam: float = 16.0, lex_beam: int = 8, lex_lm_weight: float = 0.3,
+                 hlg_nbest: int = 20, rnnt_weight: float = 0.5) -> None:
         import torch
 
         from graft.data.features import make_extractor
@@ -110,16 +114,30 @@ class TorchBackend:
         self.frame_shift = 0.01 * self.model.encoder.subsampling_factor
         self.extractor = make_extractor()
         self.lattice = None
-        if method == "ctc-hlg":
-            from graft.decode.ctc_lattice import LatticeDecodeConfig, LatticeDecoder, load_graph
-
+        self.lex_beam, self.lex_lm_weight, self.hlg_nbest, self.rnnt_weight = lex_beam, lex_lm_weight, hlg_nbest, rnnt_weight
+        if method in ("ctc-hlg", "beam-lex", "ctc-hlg-rnnt"):
             lm = find_lm_dir(self.lang.path, lm_dir)
             if lm is None:
-                raise GraftError(f"ctc-hlg needs an HLG.fst: {self.lang.path} has no LM dir (pass --lm-dir)")
+                raise GraftError(f"{method} needs an LM dir: {self.lang.path} has none (pass --lm-dir)")
+            self.id2word = invert(read_symbols(lm / "words.txt"))
+        if method in ("ctc-hlg", "ctc-hlg-rnnt"):
+            from graft.decode.ctc_lattice import LatticeDecodeConfig, LatticeDecoder, load_graph
+
             # beam 16: the default of kaldi's FasterDecoder, which sherpa-onnx's HLG decoding uses
             self.lattice = LatticeDecoder(load_graph(lm / "HLG.fst"),
                                           LatticeDecodeConfig(lm_weight=1.0, beam=search_beam))
-            self.id2word = invert(read_symbols(lm / "words.txt"))
+        if method == "beam-lex":
+            from graft.decode.lexicon_search import load_lexicon_search
+
+            self.trie, self.g = load_lexicon_search(lm, self.lang.tokens)
+        if method == "ctc-hlg-rnnt":
+            from graft.decode.joint_rescore import lexicon_spellings
+            from graft.decode.nbest_rescore import WordLm
+            from graft.train.amp import cpu_fast_bf16
+
+            self.spell = lexicon_spellings(lm, self.lang.tokens)
+            self.word_lm = WordLm.from_lm_dir(lm)
+            self.bf16 = cpu_fast_bf16()[0]
 
     def features(self, samples: np.ndarray):
         """(T, 80) fbank of 16 kHz samples, as training computed it."""
@@ -130,7 +148,9 @@ class TorchBackend:
     def decode(self, samples: np.ndarray) -> Hyp:
         import torch
 
+        from graft.decode.joint_rescore import joint_nbest
         from graft.decode.lattice_rescore import LatticeArrays, best_paths
+        from graft.decode.lexicon_search import lexicon_beam_search
         from graft.decode.search import ctc_greedy_search, greedy_search, modified_beam_search
         from graft.export.align import ctc_align
 
@@ -145,8 +165,19 @@ class TorchBackend:
                 tokens = greedy_search(self.model, enc, lens)[0]
             elif self.method == "beam":
                 tokens = modified_beam_search(self.model, enc, lens, beam=self.beam, num_best=1)[0][0].tokens
+            elif self.method == "beam-lex":
+                hyps = lexicon_beam_search(self.model, enc, lens, self.trie, self.g, lm_weight=self.lex_lm_weight,
+                                           beam=self.lex_beam, num_best=1)[0]
+                tokens = hyps[0].tokens if hyps else []
             elif self.method == "ctc-greedy":
                 tokens = ctc_greedy_search(log_probs, lens, blank_id=self.model.blank_id)[0]
+            elif self.method == "ctc-hlg-rnnt":
+                lat, _ = self.lattice.decode(log_probs[0].numpy())
+                hyps = joint_nbest(self.model, LatticeArrays.from_lattice(lat), 1.0, self.hlg_nbest, enc[0],
+                                   log_probs[0], self.spell, self.id2word, self.rnnt_weight, self.bf16)
+                best = max(hyps, key=lambda h: h.am - self.word_lm.cost(h.words), default=None)
+                words = best.words if best else []
+                tokens = best.tokens if best else []
             else:
                 lat, _ = self.lattice.decode(log_probs[0].numpy())
                 best = best_paths(LatticeArrays.from_lattice(lat), [1.0], [0.0])[(1.0, 0.0)]
@@ -168,6 +199,9 @@ class SherpaBackend:
         except ImportError:
             raise GraftError("sherpa-onnx is not installed: pip install -r requirements.txt") from None
         _check_method(method)
+        if method in TORCH_ONLY:
+            raise GraftError(f"{method} runs with a training exp dir (--model exp/<model>), not with an export "
+                             f"folder: sherpa-onnx has no such search")
         folder = Path(folder)
         info_path = folder / "export.json"
         if not info_path.is_file():
