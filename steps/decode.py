@@ -140,7 +140,8 @@ def main() -> None:
         raise GraftError(f"unknown decoding method(s) {', '.join(bad)} (choose from {', '.join(METHODS)})")
     needs = [m for m in methods if m in NEEDS_LM_DIR]
     if needs and args.lm_dir is None:
-        raise GraftError(f"{' and '.join(needs)} needs --lm-dir (e.g. data/lang/en_bpe150/lm_3gram, written by stage 3)")
+        raise GraftError(f"{' and '.join(needs)} need{'s' if len(needs) == 1 else ''} --lm-dir "
+                         "(e.g. data/lang/en_bpe150/lm_3gram, written by stage 3)")
     if args.lex_beam < 1 or not args.lex_lm_weight >= 0:
         raise GraftError(f"--lex-beam must be >= 1 and --lex-lm-weight >= 0, got {args.lex_beam} and {args.lex_lm_weight}")
     if args.hlg_nbest < 1 or not 0.0 <= args.rnnt_weight <= 1.0:

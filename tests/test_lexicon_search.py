@@ -140,3 +140,20 @@ def test_a_lexicon_of_another_token_table_is_a_clear_error(lm_dir: Path) -> None
     enc, lens = frames({1: 0.9})
     with pytest.raises(GraftError, match="the lexicon's token table has 7 tokens but the model has 6"):
         lexicon_beam_search(FakeModel(), enc, lens, trie)
+
+
+def test_missing_lm_pieces_are_clear_errors(lm_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from graft.decode.lexicon_search import load_lexicon_search
+
+    (lm_dir / "G.fst").unlink()
+    with pytest.raises(GraftError, match=r"G\.fst.*stage 3|stage 3.*G\.fst"):
+        load_lexicon_search(lm_dir, TOKENS)
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "steps/decode.py"), "--exp-dir", str(tmp_path / "exp"),
+                           "--sets", "dev:cuts.jsonl.gz", "--methods", "greedy beam-lex ctc-hlg-rnnt"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "beam-lex and ctc-hlg-rnnt need --lm-dir (e.g. data/lang/en_bpe150/lm_3gram, written by stage 3)" in proc.stderr
