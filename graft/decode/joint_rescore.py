@@ -67,6 +67,7 @@ def joint_nbest(model, arrays: LatticeArrays, w0: float, n: int, encoder_out: to
     keep = [k for k in np.argsort(-am, kind="stable") if np.isfinite(am[k])]
     return [NbestHyp(tokens[k], words[k], float(am[k])) for k in keep]
 
+
 def distinct_word_nbest(arrays: LatticeArrays, w0: float, n: int, beam: float = 8.0,
                         max_states: int = 100_000) -> list[list[int]]:
     """Up to `n` distinct word-id sequences of a lattice, best first at cost `w0 * graph + acoustic`.

@@ -40,8 +40,8 @@ from graft.decode.lattice_rescore import LatticeArrays, read_lattice, read_scp
 from graft.decode.nbest_rescore import NbestEntry, nbest_entry, write_nbest
 from graft.decode.search import ctc_greedy_search, greedy_search, modified_beam_search
 from graft.lang.langdir import LangDir
-from graft.train.amp import cpu_fast_bf16
 from graft.lang.symbols import invert, read_symbols, tokens_to_words
+from graft.train.amp import cpu_fast_bf16
 from graft.data.kaldi_text import write_text
 from graft.utils.errors import GraftError, require_file
 from graft.utils.io import atomic_dir, atomic_write
@@ -145,6 +145,12 @@ def _batches(encoded: EncodedSet, size: int = 32):
         yield [encoded.ids[j] for j in idx], padded, lens
 
 
+def _write_nbest(set_dir: Path, entries: list[NbestEntry], order: list[str]) -> None:
+    """`nbest.jsonl` (stage 7 re-scores it) and `hyp.txt` (each list's first hypothesis)."""
+    write_nbest(set_dir / "nbest.jsonl", entries)
+    write_text(set_dir / "hyp.txt", {e.utt_id: e.hyps[0].words if e.hyps else [] for e in entries}, order=order)
+
+
 @torch.no_grad()
 def _run_method(method: str, model, encoded: EncodedSet, lm_dir: Path | None, set_dir: Path,
                 id2token: dict[int, str], opts: DecodeOptions) -> dict:
@@ -165,9 +171,7 @@ def _run_method(method: str, model, encoded: EncodedSet, lm_dir: Path | None, se
         for ids, enc, lens in _batches(encoded, size=16):
             nbest = modified_beam_search(model, enc, lens, beam=opts.beam, num_best=opts.num_best)
             entries += [nbest_entry(uid, hyps, id2token) for uid, hyps in zip(ids, nbest)]
-        write_nbest(set_dir / "nbest.jsonl", entries)
-        write_text(set_dir / "hyp.txt", {e.utt_id: e.hyps[0].words if e.hyps else [] for e in entries},
-                   order=encoded.ids)
+        _write_nbest(set_dir, entries, encoded.ids)
     elif method == "beam-lex":
         trie, g = load_lexicon_search(lm_dir, {piece: i for i, piece in id2token.items()})
         entries = []
@@ -175,16 +179,12 @@ def _run_method(method: str, model, encoded: EncodedSet, lm_dir: Path | None, se
             nbest = lexicon_beam_search(model, enc, lens, trie, g, lm_weight=opts.lex_lm_weight,
                                         beam=opts.lex_beam, num_best=opts.num_best)
             entries += [nbest_entry(uid, hyps, id2token) for uid, hyps in zip(ids, nbest)]
-        write_nbest(set_dir / "nbest.jsonl", entries)
-        write_text(set_dir / "hyp.txt", {e.utt_id: e.hyps[0].words if e.hyps else [] for e in entries},
-                   order=encoded.ids)
+        _write_nbest(set_dir, entries, encoded.ids)
         extra = {"lexicon": {"words": trie.num_words, "trie_nodes": trie.num_nodes,
                              "lm_weight": opts.lex_lm_weight}}
     elif method == "ctc-hlg-rnnt":
         entries, extra = _joint_nbest(model, encoded, lm_dir, set_dir, id2token, opts)
-        write_nbest(set_dir / "nbest.jsonl", entries)
-        write_text(set_dir / "hyp.txt", {e.utt_id: e.hyps[0].words if e.hyps else [] for e in entries},
-                   order=encoded.ids)
+        _write_nbest(set_dir, entries, encoded.ids)
     elif method == "ctc-hlg":
         cfg = LatticeDecodeConfig(lm_weight=middle_lm_weight(opts.lm_weights), beam=opts.search_beam,
                                   lattice_beam=opts.lattice_beam, num_jobs=opts.num_jobs)
@@ -238,8 +238,8 @@ def decode_set(model, cuts_path: str | Path, lang: LangDir, lm_dir: str | Path |
     """Decode one set by each method into `<decode_root>/<method>/<set_name>/`; return figures.
 
     `lang` must be the lang dir the model was trained with (its fingerprint is checked); `lm_dir`
-    (an LM dir of graft.lang.prepare: HLG.fst, G.fst, lexicon.txt, words.txt) is needed by ctc-hlg
-    and beam-lex only."""
+    (an LM dir of graft.lang.prepare: HLG.fst, G.fst, lexicon.txt, words.txt) is needed by the
+    methods of NEEDS_LM_DIR only."""
     decode_root = Path(decode_root)
     lm_dir = Path(lm_dir) if lm_dir is not None else None
     bad = [m for m in methods if m not in METHODS]
@@ -251,10 +251,9 @@ def decode_set(model, cuts_path: str | Path, lang: LangDir, lm_dir: str | Path |
         raise GraftError(f"{' and '.join(needs)} decoding needs an LM dir (--lm-dir data/lang/<lang>_bpe<V>/lm_<N>gram)")
     if "ctc-hlg" in methods or "ctc-hlg-rnnt" in methods:
         require_file(lm_dir / "HLG.fst", stage=3, what="the decoding graph")
-    if "ctc-hlg-rnnt" in methods:
+    if "ctc-hlg-rnnt" in methods or "beam-lex" in methods:
         require_file(lm_dir / "lexicon.txt", stage=3, what="the lexicon")
     if "beam-lex" in methods:
-        require_file(lm_dir / "lexicon.txt", stage=3, what="the lexicon")
         require_file(lm_dir / "G.fst", stage=3, what="the word LM graph")
     encoded = encode_set(model, cuts_path, opts.max_duration)
     results = []
