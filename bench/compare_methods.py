@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from compare_models import decode_root  # noqa: E402
 from graft.score.bootstrap import compare, scored_utterances  # noqa: E402
-from graft.utils.io import atomic_write  # noqa: E402
+from graft.utils.io import atomic_write, save_figure  # noqa: E402
 
 
 def plot(rows: list[dict], out_png: Path) -> None:
@@ -46,10 +46,7 @@ def plot(rows: list[dict], out_png: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("WER difference, points (95 % paired bootstrap interval; left = first method better)")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    with atomic_write(out_png, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)
+    save_figure(fig, out_png)
 
 
 def main() -> None:

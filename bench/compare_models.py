@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from graft.score.bootstrap import compare, scored_utterances  # noqa: E402
-from graft.utils.io import atomic_write  # noqa: E402
+from graft.utils.io import atomic_write, save_figure  # noqa: E402
 
 
 def decode_root(exp: Path) -> Path:
@@ -76,10 +76,7 @@ def plot(ha: dict, hb: dict, name_a: str, name_b: str, out_png: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"{name_a} vs {name_b}: training curves")
-    fig.tight_layout()
-    with atomic_write(out_png, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)
+    save_figure(fig, out_png)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from graft.train.early_stop import read_summary
-from graft.utils.io import atomic_path
+from graft.utils.io import save_figure
 from graft.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -124,10 +124,7 @@ def plot_converged(history: Sequence[Sequence[float]], path: str | Path, title: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

@@ -10,7 +10,7 @@ import os
 from typing import Mapping
 
 from graft.score.weights import weight_label
-from graft.utils.io import atomic_path
+from graft.utils.io import save_figure
 
 
 def plot_wer_vs_lm_weight(
@@ -43,7 +43,4 @@ def plot_wer_vs_lm_weight(
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

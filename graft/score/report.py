@@ -47,7 +47,7 @@ from typing import Sequence
 from graft.score.bootstrap import BootstrapResult, ScoredUtterances, compare, per_utt_path, scored_utterances
 from graft.score.weights import weight_label
 from graft.utils.errors import GraftError
-from graft.utils.io import atomic_path
+from graft.utils.io import save_figure
 from graft.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -175,10 +175,7 @@ def plot_wer_vs_size(exps: Sequence[Experiment], methods: str | Sequence[str], p
     ax.set_ylabel("test WER (%) at the dev-chosen LM weight")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -485,8 +482,5 @@ def plot_stage_times(steps: Sequence[StepTime], path: str | os.PathLike, title: 
     ax.set_title(f"{title}: {total / 60.0:.1f} min in all")
     ax.grid(axis="x", alpha=0.3)
     ax.margins(x=0.15)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
     return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from graft.utils.io import atomic_path
+from graft.utils.io import save_figure
 
 
 def plot_losses(history: dict[str, Any], out_png: str | Path, title: str = "") -> Path | None:
@@ -33,9 +33,4 @@ def plot_losses(history: dict[str, Any], out_png: str | Path, title: str = "") -
     ax.set_title(title or "training loss")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png)
