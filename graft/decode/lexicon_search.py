@@ -34,13 +34,13 @@ from pathlib import Path
 import torch
 
 from graft.decode.search import Hypothesis, _DecoderCache, _initial_context, _log_add, _search_setup
-from graft.lang.symbols import read_symbols
+from graft.lang.lexicon import read_lexicon
+from graft.lang.symbols import WORD_BOUNDARY, read_symbols
 from graft.utils.errors import GraftError, require_file
 from graft.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-WORD_START = "\u2581"  # sentencepiece's word-start marker
 ROOT = 0
 
 
@@ -95,22 +95,18 @@ class LexiconTrie:
         lexicon_path = require_file(lm_dir / "lexicon.txt", stage=3, what="the lexicon")
         word_ids = read_symbols(require_file(lm_dir / "words.txt", stage=3, what="the word table"))
         spellings: list[tuple[int, list[int]]] = []
-        with open(lexicon_path, encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                parts = line.split()
-                if not parts:
-                    continue
-                try:
-                    spellings.append((word_ids[parts[0]], [tokens[p] for p in parts[1:]]))
-                except KeyError as e:
-                    raise GraftError(f"{lexicon_path}:{n}: {e.args[0]!r} is not in words.txt or the lang dir's "
-                                     "tokens.txt: the LM dir was built for another lang dir (re-run stage 3)") from None
+        for n, (word, pieces) in enumerate(read_lexicon(lexicon_path), start=1):
+            try:
+                spellings.append((word_ids[word], [tokens[p] for p in pieces]))
+            except KeyError as e:
+                raise GraftError(f"{lexicon_path}:{n}: {e.args[0]!r} is not in words.txt or the lang dir's "
+                                 "tokens.txt: the LM dir was built for another lang dir (re-run stage 3)") from None
         if not spellings:
             raise GraftError(f"{lexicon_path} is empty")
         vocab = max(tokens.values()) + 1
         starts = [False] * vocab
         for piece, i in tokens.items():
-            starts[i] = piece.startswith(WORD_START)
+            starts[i] = piece.startswith(WORD_BOUNDARY)
         return cls(spellings, vocab, starts)
 
     @property
