@@ -28,25 +28,27 @@ def tiny(tmp_path_factory):
     return tiny_asr_session(tmp_path_factory)
 
 
-def command(tiny, exp: Path) -> list[str]:
+def command(tiny, exp: Path, extra: tuple[str, ...] = ()) -> list[str]:
     return [sys.executable, str(ROOT / "steps" / "train.py"),
             "--cuts-train", str(tiny.cuts_train), "--cuts-dev", str(tiny.cuts_dev),
             "--lang-dir", str(tiny.lang_dir), "--exp-dir", str(exp), "--model-conf", "tiny",
             "--num-epochs", str(NUM_EPOCHS), "--max-duration", "8", "--warm-steps", "10",
-            "--save-every-n", "4", "--keep-last-k", "2", "--log-interval", "5", "--seed", "3"]
+            "--save-every-n", "4", "--keep-last-k", "2", "--log-interval", "5", "--seed", "3", *extra]
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny):
+@pytest.mark.parametrize("extra", [(), ("--freq-warp", "0.1")], ids=["plain", "freq-warp"])
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny, extra):
+    """Also with frequency warping: its factors come from the checkpointed python RNG."""
     reference = tmp_path / "uninterrupted"
-    ref = subprocess.run(command(tiny, reference), env=ENV, capture_output=True, text=True, timeout=300)
+    ref = subprocess.run(command(tiny, reference, extra), env=ENV, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-2000:]
 
     exp = tmp_path / "killed"
     log1 = open(tmp_path / "first.log", "w")
-    proc = subprocess.Popen(command(tiny, exp), env=ENV, stdout=log1, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command(tiny, exp, extra), env=ENV, stdout=log1, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while not (exp / "checkpoint-8.pt").exists():
         assert proc.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
@@ -64,7 +66,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny):
     last = max(saved.values())
     assert last >= 8
 
-    again = subprocess.run(command(tiny, exp), env=ENV, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(command(tiny, exp, extra), env=ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     m = re.search(r"resuming from (\S+): step (\d+), epoch (\d+)", again.stderr)
     assert m, again.stderr[-2000:]

@@ -6,7 +6,7 @@ Usage:
     cuts = load_cuts("data/fbank/en/cuts_train.jsonl.gz", "training")  # stage 2 output, files checked
     cuts = add_speed_perturbed(cuts)                                  # optional, see below
     cuts, report = filter_cuts(cuts, lang, encoder_frames=lambda t: (t - 7) // 4)
-    dataset = AsrDataset(lang, spec_augment=SpecAugment())
+    dataset = AsrDataset(lang, spec_augment=SpecAugment(), freq_warp=FreqWarp(0.1))  # augmentations optional
     sampler = make_train_sampler(cuts, max_duration=200, seed=0, world_size=1, rank=0)
     loader = make_loader(dataset, sampler, num_workers=0, seed=0, epoch=0, skip_batches=0)
     for batch in loader: batch["features"], batch["feature_lens"], batch["tokens"], ...
@@ -45,6 +45,7 @@ from lhotse.utils import LOG_EPSILON
 
 from graft.data.features import make_extractor
 from graft.lang.langdir import LangDir
+from graft.train.freq_warp import FreqWarp
 from graft.utils.errors import GraftError, MissingStageError, require_file
 from graft.utils.logging import get_logger
 
@@ -208,7 +209,9 @@ class AsrDataset(torch.utils.data.Dataset):
     "tokens": list of N token id lists, "cut_ids": list[str], "duration": audio seconds}.
     Cuts are sorted by length, longest first. Cuts without precomputed features (speed
     perturbed copies) get features on the fly from `fbank` (default: stage 2's extractor,
-    graft.data.features.make_extractor, so both kinds match). T is the longest cut's frames
+    graft.data.features.make_extractor, so both kinds match). `freq_warp` (VTLP, see
+    graft.train.freq_warp) warps each cut's features before padding, SpecAugment the padded
+    batch. T is the longest cut's frames
     rounded up to a multiple of `pad_frames_to`: batches then take fewer distinct shapes, and
     oneDNN's bf16 kernels, made per shape, are reused (graft.train.kernels); the lengths stay
     the cuts' own, so the model masks the extra frames like any padding.
@@ -216,7 +219,7 @@ class AsrDataset(torch.utils.data.Dataset):
 
     def __init__(self, lang: LangDir, spec_augment: SpecAugment | None = None,
                  fbank: Fbank | None = None, pad_frames_to: int = 1,
-                 cache_mb: float = FEATURE_CACHE_MB) -> None:
+                 cache_mb: float = FEATURE_CACHE_MB, freq_warp: FreqWarp | None = None) -> None:
         if pad_frames_to < 1:
             raise GraftError(f"pad_frames_to must be at least 1, got {pad_frames_to}")
         self.pad_frames_to = pad_frames_to
@@ -224,6 +227,7 @@ class AsrDataset(torch.utils.data.Dataset):
         self.cache_bytes, self.cache_limit = 0, int(cache_mb * 2**20)
         self.lang = lang
         self.spec_augment = spec_augment
+        self.freq_warp = freq_warp
         self.fbank = fbank or make_extractor()
 
     def _features(self, cut) -> np.ndarray:
@@ -255,6 +259,8 @@ class AsrDataset(torch.utils.data.Dataset):
     def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
         cut_list = sorted(cuts, key=lambda c: c.duration, reverse=True)
         feats = [torch.from_numpy(np.asarray(self._features(c), dtype=np.float32)) for c in cut_list]
+        if self.freq_warp is not None:
+            feats = [self.freq_warp(f) for f in feats]
         lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.int64)
         dim = feats[0].shape[1]
         frames = -(-int(lens.max()) // self.pad_frames_to) * self.pad_frames_to

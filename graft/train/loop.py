@@ -71,6 +71,7 @@ from graft.train.data import (AsrDataset, add_speed_perturbed, cut_text, filter_
 from graft.train.ddp import (DistInfo, all_gather_object, all_reduce_max, all_reduce_sum,
                              init_distributed, wrap_model)
 from graft.train.early_stop import PLATEAU_WER, EarlyStop, greedy_hypotheses, word_errors, write_summary
+from graft.train.freq_warp import FreqWarp
 from graft.train.optim import build_optimizer, clip_grad_norm
 from graft.train.options import TrainConfig
 from graft.train.plot import plot_losses
@@ -227,8 +228,12 @@ class Trainer:
                            num_frame_masks=10, frames_mask_size=100, max_frames_mask_fraction=0.15,
                            p=0.9) if c.spec_augment else None
         self.spec_augment = spec   # applied from epoch c.spec_augment_from_epoch on (see run)
+        warp = FreqWarp(c.freq_warp) if c.freq_warp > 0 else None
+        if warp:
+            log.info(f"frequency warping (VTLP): each training cut's mel axis x U({1 - c.freq_warp:g}, "
+                     f"{1 + c.freq_warp:g})")
         self.train_dataset = AsrDataset(self.lang, spec_augment=spec, fbank=make_extractor(feature_dim),
-                                        pad_frames_to=c.pad_frames_to)
+                                        pad_frames_to=c.pad_frames_to, freq_warp=warp)
         self.dev_sampler = None
         if c.cuts_dev:
             dev = load_cuts(c.cuts_dev, "dev")

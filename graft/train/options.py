@@ -54,6 +54,7 @@ class TrainConfig:
     spec_augment_from_epoch: int
     speed_perturb: bool
     speed_factors: str
+    freq_warp: float
     min_cut_duration: float
     max_cut_duration: float
     num_buckets: int
@@ -101,6 +102,8 @@ HELP: dict[str, str] = {
     "spec_augment_from_epoch": "first epoch (1-based) with SpecAugment, when spec_augment is true",
     "speed_perturb": "add speed-perturbed copies of training cuts (--speed-factors), fbank on the fly (true/false)",
     "speed_factors": "speeds of the --speed-perturb copies, e.g. '0.9 1.1' (each adds 1/factor of the audio)",
+    "freq_warp": "vocal-tract-length perturbation: warp each training utterance's mel axis by a factor "
+                 "~ U(1 - x, 1 + x) (graft/train/freq_warp.py; 0: off, e.g. 0.1)",
     "min_cut_duration": "drop training cuts shorter than this (seconds)",
     "max_cut_duration": "drop training cuts longer than this (seconds)",
     "num_buckets": "duration buckets of the DynamicBucketingSampler",
@@ -178,7 +181,7 @@ _RANGES: dict[str, tuple[float, bool]] = {
     "base_lr": (0, False), "weight_decay": (0, True), "warm_steps": (0, True), "lr_steps": (0, False),
     "lr_epochs": (0, False), "clip_grad_norm": (0, False), "prune_range": (1, True),
     "am_scale": (0, True), "lm_scale": (0, True), "simple_loss_scale": (0, True),
-    "ctc_weight": (0, True), "spec_augment_from_epoch": (1, True), "min_cut_duration": (0, True),
+    "ctc_weight": (0, True), "freq_warp": (0, True), "spec_augment_from_epoch": (1, True), "min_cut_duration": (0, True),
     "max_cut_duration": (0, False), "num_buckets": (1, True), "pad_frames_to": (1, True), "num_workers": (0, True),
     "save_every_n": (0, True), "keep_last_k": (0, True), "average_period": (0, True),
     "log_interval": (0, True),
@@ -204,6 +207,10 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
     from graft.train.data import parse_speed_factors
 
     conf.speed_factors = " ".join(f"{f:g}" for f in parse_speed_factors(conf.speed_factors))  # one spelling
+    from graft.train.freq_warp import MAX_WARP
+
+    if conf.freq_warp >= MAX_WARP:
+        raise GraftError(f"--freq-warp must be < {MAX_WARP:g} (the warp stays monotone), got {conf.freq_warp}")
     if conf.dropout is not None and conf.dropout >= 1:
         raise GraftError(f"--dropout must be < 1, got {conf.dropout}")
     conf.amp = parse_amp(conf.amp)
