@@ -12,6 +12,7 @@
 #   environment: RECIPE (egs/demo/ASR), MODEL (en_small), OUT (bench/results name, default
 #   <MODEL>_<NAME>), A_NAME / B_NAME (labels of the stage-4 model and the changed one), AVG (epochs
 #   averaged for decoding the changed model; default: stage 6's, e.g. 1 when its epochs are few and long)
+#   SETS (compared sets, default "dev test"; e.g. "dev test test_unseen")
 # Example: bench/ablate_source.sh shared_dropout model.dropout_shared_time=true
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,4 +67,4 @@ step "bench_train_${model}_$name" "$ref/epoch-$epochs.pt" --inputs "$src/params.
 decode_stage $ref $lang $vocab $order "$methods" $avg
 score_stage $ref "$methods" $avg
 python $GRAFT_ROOT/bench/compare_models.py --a $src --a-name "${A_NAME:-$model}" --b $ref \
-  --b-name "${B_NAME:-$model, $*}" --methods "$methods" --sets "dev test" --out $GRAFT_ROOT/bench/results/$out
+  --b-name "${B_NAME:-$model, $*}" --methods "$methods" --sets "${SETS:-dev test}" --out $GRAFT_ROOT/bench/results/$out

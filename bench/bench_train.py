@@ -231,7 +231,7 @@ def loop_conf(cuts: Path, lang_dir: Path, exp: Path, preset: str, max_duration: 
 
 def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: float, threads: int,
              workdir: Path, before: bool, warmup: int = 1, shared: bool | None = None,
-             dropout: float | None = None, num_workers: int = 0) -> dict[str, Any]:
+             dropout: float | None = None, num_workers: int = 0, num_buckets: int | None = None) -> dict[str, Any]:
     """The real training loop for `warmup` + `steps` batches, the first `warmup` not timed
     (oneDNN builds its bf16 kernels for the shapes it meets first); `before`: the code paths
     issue 15 replaced (torch's dropout, the per-parameter AdamW loop and clipping, fp32, batches
@@ -285,7 +285,7 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
                        dropout=dropout)
     exp = Path(tempfile.mkdtemp(dir=workdir, prefix="exp-"))
     conf = loop_conf(cuts, lang_dir, exp, preset, max_duration, amp="false" if before else "auto",
-                     num_workers=num_workers,
+                     num_workers=num_workers, **({"num_buckets": num_buckets} if num_buckets else {}),
                      **({"pad_frames_to": 1} if before else {}))
     saved_clip = loop_mod.clip_grad_norm
     clip = ((lambda ps, max_norm: float(torch.nn.utils.clip_grad_norm_(ps, max_norm))) if before else saved_clip)
@@ -317,6 +317,27 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
             "audio_sec_per_sec": audio / wall, "cpu_per_wall": cpu / wall, "amp": trainer.amp.enabled,
             "outside_step_s": outside, "update_s": update, "fwd_bwd_s": fwd_bwd,
             "replay_sec_per_step": replay, "replay_audio_sec_per_sec": audio / n / replay}
+
+
+def batch_fill(cuts_path: Path, max_duration: float, buckets: tuple[int, ...], pad_frames_to: int,
+               seed: int = 0) -> list[dict[str, Any]]:
+    """One epoch of the training sampler per bucket count (no model): batches, audio and padded
+    seconds a batch (frames rounded up to pad_frames_to), and the fill (audio / padded)."""
+    from graft.train.data import load_cuts, make_train_sampler
+
+    cuts = load_cuts(cuts_path).filter(lambda c: 0.3 <= c.duration <= 30.0).to_eager()
+    out = []
+    for nb in buckets:
+        sampler = make_train_sampler(cuts, max_duration, seed, 1, 0, nb)
+        sampler.set_epoch(0)
+        n = audio = padded = 0
+        for b in sampler:
+            frames = max(c.num_frames for c in b)
+            n, audio = n + 1, audio + sum(c.duration for c in b)
+            padded += len(b) * -(-frames // pad_frames_to) * pad_frames_to / 100.0
+        out.append({"num_buckets": nb, "effective_buckets": max(2, min(nb, len(cuts) // 4)), "batches": n,
+                    "audio_per_batch": audio / n, "padded_per_batch": padded / n, "fill": audio / padded})
+    return out
 
 
 def replay_batches(model: torch.nn.Module, batches: list[dict[str, Any]], amp, passes: int = 2) -> float:
@@ -433,6 +454,17 @@ def write_results(result: dict[str, Any]) -> str:
             lines.append(f"| {k} | {1000 * v['sec_per_step']:.0f} | {1000 * v['outside_step_s']:.0f} | "
                          f"{1000 * v['fwd_bwd_s']:.0f} | {1000 * v['update_s']:.0f} | "
                          f"{1000 * v['replay_sec_per_step']:.0f} | {v['replay_audio_sec_per_sec']:.1f} |")
+    if r.get("batch_fill"):
+        lines += ["", f"Batch fill of the training sampler (one epoch, --max-duration {r['max_duration']:g}, frames "
+                  f"padded to a multiple of {r['pad_frames_to']}): more buckets mean cuts of closer lengths in a batch, "
+                  "less padding and fuller batches:", "",
+                  "| num_buckets | batches | audio s / batch | padded s / batch | fill (audio / padded) |",
+                  "| ---: | ---: | ---: | ---: | ---: |"]
+        for x in r["batch_fill"]:
+            nb = f"{x['num_buckets']}" + ("" if x["effective_buckets"] == x["num_buckets"]
+                                          else f" ({x['effective_buckets']} used: 4 cuts a bucket at least)")
+            lines.append(f"| {nb} | {x['batches']} | {x['audio_per_batch']:.1f} | {x['padded_per_batch']:.1f} | "
+                         f"{x['fill']:.3f} |")
     lines += [""] + [f"- {n}" for n in r["notes"]]
     md = "\n".join(lines) + "\n"
     with atomic_write(out / "train.md") as f:
@@ -454,6 +486,8 @@ def main() -> None:
     ap.add_argument("--vocab-size", type=int, default=150, help="BPE size (the demo's)")
     ap.add_argument("--bf16-step", action="store_true",
                     help="also time a bf16 bare step where amp auto leaves it off (slow: emulated bf16)")
+    ap.add_argument("--more-buckets", type=int, default=40,
+                    help="bucket count of the extra loop row and the batch-fill table (conf/train.yaml: num_buckets)")
     ap.add_argument("--no-ddp", action="store_true")
     ap.add_argument("--workdir", default=None, help="keep the generated data here (default: a temporary dir)")
     args = ap.parse_args()
@@ -520,9 +554,11 @@ def main() -> None:
             ("fast", False, False, None, 0, f"loop, fast path ({dt})"),
             ("shared", False, True, None, 0, f"loop, fast path, dropout masks shared over time ({dt})"),
             ("nodrop", False, False, 0.0, 0, f"loop, fast path, --dropout 0 (the demo's English source; {dt})"),
-            ("shared_worker", False, True, None, 1, f"loop, fast path, shared masks, --num-workers 1 ({dt})")):
+            ("shared_worker", False, True, None, 1, f"loop, fast path, shared masks, --num-workers 1 ({dt})"),
+            ("buckets", False, False, None, 0, f"loop, fast path, --num-buckets {args.more_buckets} ({dt})")):
         res = run_loop(cuts, lang_dir, args.preset, args.steps, args.max_duration, args.threads, workdir, before,
-                       args.loop_warmup, shared=shared, dropout=dropout, num_workers=workers)
+                       args.loop_warmup, shared=shared, dropout=dropout, num_workers=workers,
+                       num_buckets=args.more_buckets if key == "buckets" else None)
         loops[key] = res
         g = per_audio * res["audio_sec_per_sec"] / 1e9
         rows.append(_row(label, str(args.threads), res["audio_per_step"], res["sec_per_step"],
@@ -557,6 +593,11 @@ def main() -> None:
             lp["audio_sec_per_sec"] / lp["replay_audio_sec_per_sec"])
         ratios[f"  its batches replayed bare / bare step {key} (the cost of the batches' sizes and shapes)"] = (
             lp["replay_audio_sec_per_sec"] / bare[key])
+    more = loops["buckets"]
+    ratios[f"loop fast path, {args.more_buckets} buckets / bare step fast path (goal >= 0.85)"] = (
+        more["audio_sec_per_sec"] / bare["fast"])
+    ratios[f"loop fast path, {args.more_buckets} buckets / loop fast path"] = (
+        more["audio_sec_per_sec"] / fast["audio_sec_per_sec"])
     ratios["loop shared masks, --num-workers 1 / the same in the training process"] = (
         loops["shared_worker"]["audio_sec_per_sec"] / loops["shared"]["audio_sec_per_sec"])
     if ddp:
@@ -570,6 +611,10 @@ def main() -> None:
                  "new shapes are built then, as in the first part of a training run); the fast path pads "
                  "batch frames to a multiple of pad_frames_to (conf/train.yaml), the 'before' row to the longest cut")
     notes.append("checkpoints (every 200 steps in the demo) and the epoch-end validation are outside the timed steps")
+    from graft.train.options import load_train_conf
+
+    pad_to = load_train_conf(cuts_train="c", lang_dir="l", exp_dir="e").pad_frames_to
+    fill = batch_fill(cuts, args.max_duration, tuple(sorted({10, 20, args.more_buckets})), pad_to)
     n_params = sum(p.numel() for p in make_model(args.preset, vocab, "fast").parameters())
     result = {"preset": args.preset, "params_m": round(n_params / 1e6, 2), "vocab_size": vocab,
               "batch": args.batch, "seconds": args.seconds, "max_duration": args.max_duration,
@@ -579,7 +624,7 @@ def main() -> None:
               "capability": cpu_capability(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
               "load_before": load_before, "load_after": round(os.getloadavg()[0], 1),
               "bare_times": {k: [round(x, 4) for x in v] for k, v in times.items()},
-              "optimizer_ms": optimizer_ms,
+              "optimizer_ms": optimizer_ms, "batch_fill": fill, "pad_frames_to": pad_to,
               "loop_parts": {k: {f: round(v[f], 4) for f in ("sec_per_step", "outside_step_s", "fwd_bwd_s", "update_s",
                                                                "replay_sec_per_step", "replay_audio_sec_per_sec")}
                              for k, v in loops.items()}}

@@ -13,7 +13,7 @@ naming stage 1-2.
 
 The optional key `scratch_converged: {size: 15m, max_budget_factor: 8, patience: 2}` (null or
 absent: none; size null: none unless --scratch-converged names one) adds the model
-`scratch_converged_<size>` (decoded with ablation_methods): from scratch, trained until its
+`scratch_converged_<size>` (decoded with the grid's methods): from scratch, trained until its
 greedy dev WER stops improving (`--early-stop-patience`, graft.train.early_stop: `patience`
 epochs or more), at most max_budget_factor x the budget, i.e.
 ceil(factor x budget_minutes / minutes of cuts_<split>) epochs.
@@ -201,9 +201,10 @@ def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[Gri
             out.append(model(f"transfer_{preset}_{size}", "transfer", preset, size, methods))
     conv = grid.get("scratch_converged")
     if conv and conv["size"]:  # after the equal-budget models: it trains longest
-        # decoded with the ablation's methods (no lattices): a scratch model that has barely left
-        # the blank plateau made lattices of ~12 s per utterance on the demo's 491k-word Czech HLG
-        out.append(model(f"scratch_converged_{conv['size']}", "scratch_converged", "-", conv["size"], ab_methods,
+        # decoded with the grid's methods, as the transfer it is compared with (a model still on
+        # the all-blank plateau made ~12 s lattices per utterance on the 491k-word Czech HLG; with
+        # speed perturbation the scratch models leave it)
+        out.append(model(f"scratch_converged_{conv['size']}", "scratch_converged", "-", conv["size"], methods,
                          conv["max_budget_factor"], f" --early-stop-patience {conv['patience']}"))
     out = [m for m in out if m is not None]
     ab = grid["ablation"] or {}

@@ -61,7 +61,7 @@ def test_converged_line_has_its_epochs_and_patience(tmp_path, fbank):
     assert scratch.epochs == math.ceil(3 / minutes)
     assert conv.epochs == math.ceil(8 * 3 / minutes) and conv.group == "scratch_converged"
     assert conv.train_opts == "--ctc-weight 0.2 --early-stop-patience 2" and conv.preset == "-"
-    assert conv.methods == ["greedy"] and conv.split == "train_0.5m"     # ablation_methods: no lattices
+    assert conv.methods == ["greedy", "ctc-hlg"] and conv.split == "train_0.5m"   # the grid's methods, as the transfer
     # absent or null: no such model; the line format of the others is unchanged
     for text in ("", "scratch_converged: null\n", "scratch_converged: {size: null, max_budget_factor: 8, patience: 2}\n"):
         names = [m.name for m in grid_step.expand(grid_step.load_grid(str(grid_yaml(tmp_path, text))), fb)]

@@ -26,8 +26,10 @@ Usage:
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,26 +172,22 @@ def load_backoff_g(lm_dir: str | os.PathLike):
     return BackoffG(g, words["#0"])
 
 
-_LOADED: dict[tuple, tuple[LexiconTrie, object]] = {}
-
-
 def load_lexicon_search(lm_dir: str | os.PathLike, tokens: dict[str, int]) -> tuple[LexiconTrie, object]:
     """The lexicon trie (with the unigram look-ahead of G) and G (a BackoffG) of an LM dir, for a
     token table; loaded once per process (one LM dir kept: the demo's 491k Czech words take ~0.7 GB and
     5.5 s)."""
-    import time
+    return _load_lexicon_search(str(Path(lm_dir).resolve()), tuple(sorted(tokens.items())))
 
-    key = (str(Path(lm_dir).resolve()), tuple(sorted(tokens.items())))
-    if key not in _LOADED:
-        t0 = time.perf_counter()
-        trie = LexiconTrie.from_lm_dir(lm_dir, tokens)
-        g = load_backoff_g(lm_dir)
-        trie.set_lookahead(unigram_costs(g))
-        log.info("lexicon of %s: %d words, %d trie nodes, loaded in %.1f s", lm_dir, trie.num_words,
-                 trie.num_nodes, time.perf_counter() - t0)
-        _LOADED.clear()
-        _LOADED[key] = (trie, g)
-    return _LOADED[key]
+
+@functools.lru_cache(maxsize=1)
+def _load_lexicon_search(lm_dir: str, tokens: tuple[tuple[str, int], ...]) -> tuple[LexiconTrie, object]:
+    t0 = time.perf_counter()
+    trie = LexiconTrie.from_lm_dir(lm_dir, dict(tokens))
+    g = load_backoff_g(lm_dir)
+    trie.set_lookahead(unigram_costs(g))
+    log.info("lexicon of %s: %d words, %d trie nodes, loaded in %.1f s", lm_dir, trie.num_words,
+             trie.num_nodes, time.perf_counter() - t0)
+    return trie, g
 
 
 @dataclass
