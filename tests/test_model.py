@@ -205,6 +205,26 @@ def test_fallback_simple_loss_equals_fast_rnnt():
         torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.skipif(not loss_mod.HAVE_FAST_RNNT, reason="fast_rnnt not importable")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_prune_am_lm_equals_fast_rnnt_pruning(dtype):
+    """Our index_select pruning gives fast_rnnt.do_rnnt_pruning's tensors and gradients exactly."""
+    g = torch.Generator().manual_seed(2)
+    n, t, s1, c, r = 3, 11, 6, 8, 4
+    ranges = torch.randint(0, s1, (n, t, r), generator=g)
+    out_grad = torch.randn(n, t, r, c, generator=g).to(dtype)
+    results = []
+    for fn in (loss_mod.prune_am_lm, loss_mod.fast_rnnt.do_rnnt_pruning):
+        am = torch.randn(n, t, c, generator=torch.Generator().manual_seed(3)).to(dtype).requires_grad_()
+        lm = torch.randn(n, s1, c, generator=torch.Generator().manual_seed(4)).to(dtype).requires_grad_()
+        am_p, lm_p = fn(am, lm, ranges)
+        ((am_p + lm_p) * out_grad).sum().backward()
+        results.append((am_p.detach(), lm_p.detach(), am.grad, lm.grad))
+    for ours, ref in zip(*results):
+        assert ours.shape == ref.shape and ours.dtype == ref.dtype
+        assert torch.equal(ours, ref)
+
+
 def test_pruned_loss_bounds_full_loss():
     model = tiny().eval()
     x, x_lens = batch([120, 100])

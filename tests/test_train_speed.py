@@ -126,6 +126,10 @@ def test_dropout_gradient_and_dtype():
     assert torch.equal(x.grad, mask.float() / 0.75)
     xb = torch.randn(10, 10, dtype=torch.bfloat16)
     assert dropout(xb, 0.1).dtype == torch.bfloat16
+    # kept elements are scaled by 1/(1-p) rounded once to the input's dtype (as where(keep, scale, 0))
+    ones = torch.ones(100_000, dtype=torch.bfloat16)
+    kept = dropout(ones, 0.1)
+    assert set(kept.unique().tolist()) == {0.0, torch.tensor(1 / 0.9, dtype=torch.bfloat16).item()}
 
 
 def test_every_model_dropout_is_graft_s_and_can_use_torch_s():

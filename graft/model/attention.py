@@ -138,7 +138,10 @@ class SelfAttention(nn.Module):
             scores = torch.matmul(q, k.transpose(-1, -2))
         scores = scores * scale
         if key_padding_mask is not None:
-            scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+            # an additive bias (0 or -inf per key) instead of masked_fill: the same scores, the
+            # same gradients after the softmax, one broadcast add instead of a slow masked fill
+            bias = torch.zeros(key_padding_mask.shape, dtype=scores.dtype, device=scores.device)
+            scores = scores + bias.masked_fill_(key_padding_mask, float("-inf"))[:, None, None, :]
         weights = self.dropout(torch.softmax(scores, dim=-1))
         out = torch.matmul(weights, v).transpose(1, 2).reshape(n, t, d)
         return self.out_proj(out)

@@ -33,7 +33,7 @@ class ConvModule(nn.Module):
         """x (N, T, D) -> (N, T, D)."""
         x = self.glu(self.pointwise_in(x))
         if key_padding_mask is not None:
-            x = x.masked_fill(key_padding_mask.unsqueeze(-1), 0.0)
+            x = x * (~key_padding_mask).unsqueeze(-1).to(x.dtype)   # padding frames to 0 (masked_fill is slower)
         x = self.depthwise(x.transpose(1, 2)).transpose(1, 2)
         x = self.activation(self.norm(x))
         return self.dropout(self.pointwise_out(x))

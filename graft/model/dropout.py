@@ -20,7 +20,11 @@ nn.Dropout does, and masks are independent per element unless `shared_dim` names
 whose indices share one mask (`Dropout(0.1, shared_dim=1)` on (N, T, D): one mask per utterance
 and channel for all frames; the model conf key `dropout_shared_time` sets it).
 The mask becomes a float tensor (0 or 1/(1-p)) in the input's dtype, so autograd saves one
-tensor and the backward pass is a single product. In eval mode (or p == 0) the input is
+tensor and the backward pass is a single product. It is made as `keep.to(dtype) * scale`, not
+with `torch.where(keep, scale, 0)`: the same values, but torch's CPU `where` (and `masked_fill`)
+with a scalar is not vectorized here and took 1.4 ms per 0.8 M elements, more than drawing the
+uniforms (0.6 ms); the conversion and the product take 0.18 ms (bench/bench_train.py measures the
+step before and after). In eval mode (or p == 0) the input is
 returned as is (ONNX export sees no dropout at all).
 
 Determinism: the masks come from torch's default generator, so `torch.manual_seed` repeats
@@ -75,7 +79,9 @@ def dropout(x: Tensor, p: float, training: bool = True, shared_dim: int | None =
         keep = torch.rand(shape, device=x.device) >= p
     else:
         keep = dropout_mask(x.new_empty(shape) if shared_dim is not None else x, p)
-    return x * torch.where(keep, 1.0 / (1.0 - p), 0.0).to(x.dtype)
+    # bool -> 0/1 in x's dtype, then times the scale: the same values as torch.where(keep, scale, 0)
+    # (1.0 * scale rounds like scale itself) at an eighth of its time on CPU (2 vectorized passes)
+    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
 
 
 class Dropout(nn.Module):

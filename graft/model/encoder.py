@@ -143,4 +143,4 @@ class ConformerEncoder(nn.Module):
             x = layer(x, pos_emb, mask)
         if self.norm_out is not None:
             x = self.norm_out(x)
-        return x.masked_fill(mask.unsqueeze(-1), 0.0), lens
+        return x * (~mask).unsqueeze(-1).to(x.dtype), lens   # padding frames to 0
