@@ -224,11 +224,28 @@ def workers_of(proc: subprocess.Popen, n: int, timeout: float = 60) -> list[int]
     raise AssertionError("no feature workers appeared")
 
 
+def started(pid: int) -> bool:
+    """A spawned worker past its start-up: it has rebuilt the pool's queues and imported torch."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
 def test_fbank_dead_worker_is_a_clear_error_and_rerun_resumes(tmp_path, tiny):
+    """A worker killed while the stage runs (the OOM killer's case). Both workers are let finish
+    their start-up first: a worker killed while its sibling is still being spawned races CPython's
+    ProcessPoolExecutor, which then prints tracebacks of its own (the sibling finds the broken pool's
+    semaphores gone; the executor's thread iterates its process table while it grows)."""
     work = stage1_cuts(tiny, tmp_path)
     proc = subprocess.Popen([str(c) for c in fbank(work, chunk=1)], cwd=work, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    os.kill(workers_of(proc, 1)[0], signal.SIGKILL)     # e.g. the kernel's OOM killer
+    workers = workers_of(proc, 2)
+    deadline = time.time() + 60
+    while not all(started(w) for w in workers) and time.time() < deadline:
+        assert proc.poll() is None, "the stage ended before its workers were killed"
+        time.sleep(0.01)
+    os.kill(workers[0], signal.SIGKILL)                 # e.g. the kernel's OOM killer
     out, err = proc.communicate(timeout=120)
     error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
                "a feature worker process died", "fb/feats_train", "run stage 2 again to resume")

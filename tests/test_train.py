@@ -227,6 +227,28 @@ def test_dataset_batches_and_speed_perturbation(tiny):
     assert small.cache == {} and small.cache_bytes == 0
 
 
+def test_dataset_token_ids_are_encoded_once_and_equal_sentencepiece_s(tiny, monkeypatch):
+    from graft.train import data as data_mod
+
+    lang = load_lang(tiny.lang_dir)
+    cuts = load_cuts(tiny.cuts_dev)
+    texts = [c.supervisions[0].text for c in cuts]
+    ds = AsrDataset(lang)
+    calls = []
+    encode = lang.encode
+    monkeypatch.setattr(lang, "encode", lambda t: calls.append(list(t)) or encode(t))
+    first = ds[cuts]
+    second = ds[cuts]
+    by_id = dict(zip([c.id for c in cuts], encode(texts)))
+    assert first["tokens"] == second["tokens"] == [by_id[i] for i in first["cut_ids"]]
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(set(texts))    # the second batch: from the cache
+    second["tokens"][0].append(-1)                                      # callers get their own lists
+    assert ds[cuts]["tokens"] == first["tokens"]
+    monkeypatch.setattr(data_mod, "TOKEN_CACHE_TEXTS", 1)                # a full cache: encoded every time
+    capped = AsrDataset(lang)
+    assert capped[cuts]["tokens"] == capped[cuts]["tokens"] == first["tokens"] and len(capped.token_cache) == 1
+
+
 def test_other_speed_factors():
     assert parse_speed_factors(None) == parse_speed_factors("") == (0.9, 1.1)
     assert parse_speed_factors("0.8,0.9 1.1, 1.2") == (0.8, 0.9, 1.1, 1.2)
