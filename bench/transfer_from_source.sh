@@ -9,7 +9,8 @@
 #   scores it as stages 6-7 do, and compares it with the recipe's own model of that line
 #   (bench/compare_models.py: paired bootstrap per method and set) into
 #   bench/results/<OUT>.{md,json,png}.
-#   environment: RECIPE (egs/demo/ASR), GRID (demo), LANG_T (cs), SIZE (15m), OUT (default
+#   environment: SOURCE_EPOCH (default: SOURCE_EXP's last), RECIPE (egs/demo/ASR), GRID (demo),
+#   LANG_T (cs), SIZE (15m), OUT (default
 #   demo_<lang>_transfer_from_<NAME>), SETS (default "dev test test_unseen"), A_NAME / B_NAME (labels)
 # Example: bench/ablate_source.sh ep8 num_epochs=8 && bench/transfer_from_source.sh ep8 exp/en_small_ep8
 set -euo pipefail
@@ -35,7 +36,8 @@ last=$(ls -d $ref/decode_epoch*_avg*/ | sort -V | tail -1)    # stage 6's decode
 order=$(python -c "import json; print(json.load(open('${last}decode.json'))['lm_dir'])" | sed 's/.*lm_\([0-9]*\)gram.*/\1/')
 avg=$(echo $last | sed 's/.*_avg\([0-9]*\)\/$/\1/')
 max_duration=$(python -c "import json; print(json.load(open('$ref/params.json'))['train_conf']['max_duration'])")
-src_epoch=$(last_epoch $source)
+src_epoch=${SOURCE_EPOCH:-$(last_epoch $source)}
+[ -f $source/epoch-$src_epoch.pt ] || { echo "ERROR: $source/epoch-$src_epoch.pt does not exist" >&2; exit 1; }
 exp=exp/${lang}_x_$name
 log "$gname ($preset, $split = $mins min, $epochs epochs, $opts) from $source epoch $src_epoch into $exp"
 transfer_stage $source $lang $vocab $exp $split $epochs $preset $opts --max-duration $max_duration \
