@@ -251,3 +251,21 @@ def test_report_step_keeps_its_command_line_and_adds_comparisons(tmp_path: Path)
     assert "| a15 | s15 | 15 | greedy |" in text and "| t15 | s15 |" not in text and "LM vs no LM" not in text
     bad = subprocess.run([*args, "--compare", "transfer"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert bad.returncode == 1 and "--compare" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_seed_means_put_runs_of_two_variants_on_one_scale():
+    """bench/compare_seeds.py: summed errors of 2 and 3 runs become each variant's seed-mean WER."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from compare_seeds import seed_means
+
+    refs = {"u1": 10, "u2": 20, "u3": 5}
+    runs_a = [{"u1": 1, "u2": 4, "u3": 0}, {"u1": 3, "u2": 2, "u3": 1}]                    # WER 14.29, 17.14
+    runs_b = [{"u1": 2, "u2": 2, "u3": 2}, {"u1": 0, "u2": 6, "u3": 1}, {"u1": 1, "u2": 1, "u3": 0}]
+    summed = lambda runs: {u: (sum(r[u] for r in runs), refs[u]) for u in refs}
+    a, b = seed_means(summed(runs_a), len(runs_a), summed(runs_b), len(runs_b))
+    wer = lambda runs: [100.0 * sum(r.values()) / sum(refs.values()) for r in runs]
+    r = compare(a, b, n=200, seed=0)
+    assert r.wer_a == pytest.approx(np.mean(wer(runs_a))) and r.wer_b == pytest.approx(np.mean(wer(runs_b)))
+    assert r.delta == pytest.approx(np.mean(wer(runs_a)) - np.mean(wer(runs_b)))
+    same = compare(*seed_means(summed(runs_a), 2, summed(runs_a), 2), n=200, seed=0)
+    assert same.delta == 0 and same.lo == same.hi == 0
