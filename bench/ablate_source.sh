@@ -58,9 +58,9 @@ PY
 epochs=$(python -c "import yaml; print(yaml.safe_load(open('$ref/train_conf.yaml'))['num_epochs'])")
 lang=$(python -c "import json; print(json.load(open('$src/lang/lang.json'))['language'])")
 vocab=$(python -c "import json; print(json.load(open('$src/lang/lang.json'))['vocab_size'])")
-last=$(ls -d $src/decode_epoch*_avg*/ | sort -V | tail -1)    # stage 6's decode dir (the latest epoch)
-order=$(python -c "import json; print(json.load(open('${last}decode.json'))['lm_dir'])" | sed 's/.*lm_\([0-9]*\)gram.*/\1/')
-avg=${AVG:-$(echo $last | sed 's/.*_avg\([0-9]*\)\/$/\1/')}
+settings=$(decoded_settings $src)           # stage 6's LM order, averaging and decode dir
+read -r order avg last <<< "$settings"
+avg=${AVG:-$avg}
 methods=$(ls -d $last*/ | xargs -n1 basename | tr '\n' ' ')
 step "bench_train_${model}_$name" "$ref/epoch-$epochs.pt" --inputs "$src/params.json $ref/train_conf.yaml" \
   python $GRAFT_ROOT/steps/train.py --config $ref/train_conf.yaml

@@ -32,9 +32,8 @@ IFS=$'\t' read -r gname group preset split epochs mins methods opts <<< "$line"
 ref=exp/${lang}_$gname
 [ -f $ref/params.json ] || { echo "ERROR: $ref is not trained: run stage 5 of this recipe first" >&2; exit 1; }
 vocab=$(python -c "import json; print(json.load(open('$ref/lang/lang.json'))['vocab_size'])")
-last=$(ls -d $ref/decode_epoch*_avg*/ | sort -V | tail -1)    # stage 6's decode dir of the reference
-order=$(python -c "import json; print(json.load(open('${last}decode.json'))['lm_dir'])" | sed 's/.*lm_\([0-9]*\)gram.*/\1/')
-avg=$(echo $last | sed 's/.*_avg\([0-9]*\)\/$/\1/')
+settings=$(decoded_settings $ref)           # the reference's stage-6 LM order and averaging
+read -r order avg last <<< "$settings"
 max_duration=$(python -c "import json; print(json.load(open('$ref/params.json'))['train_conf']['max_duration'])")
 src_epoch=${SOURCE_EPOCH:-$(last_epoch $source)}
 [ -f $source/epoch-$src_epoch.pt ] || { echo "ERROR: $source/epoch-$src_epoch.pt does not exist" >&2; exit 1; }

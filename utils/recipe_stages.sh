@@ -195,6 +195,20 @@ decode_stage() {
       --methods "$methods" --epoch $epoch --avg $avg "$@"
 }
 
+# decoded_settings EXP: "LM_ORDER AVG DIR/" of EXP's latest stage-6 decode dir (its LM order
+# from decode.json, its averaging from its name), for a bench run decoded the same way; fails
+# with a message when EXP is not decoded.
+decoded_settings() {
+  local last order
+  last=$(ls -d $1/decode_epoch*_avg*/ 2>/dev/null | sort -V | tail -1)
+  if [ -z "$last" ] || [ ! -f "${last}decode.json" ]; then
+    echo "ERROR: $1 is not decoded yet: run stage 6 of this recipe first" >&2
+    return 1
+  fi
+  order=$(python -c "import json; print(json.load(open('${last}decode.json'))['lm_dir'])" | sed 's/.*lm_\([0-9]*\)gram.*/\1/')
+  echo "$order $(echo $last | sed 's/.*_avg\([0-9]*\)\/$/\1/') $last"
+}
+
 # decode_root EXP AVG: the decode dir stage 6 writes for EXP (empty when EXP has no epoch).
 decode_root() {
   local epoch avg=$2
