@@ -116,7 +116,7 @@ def test_stages_train_until_done_and_decode_the_best_epoch(tmp_path, fbank):
     src.mkdir(parents=True)
     (src / "epoch-3.pt").write_bytes(b"")
     (src / "model.yaml").write_text("name: tiny\n")
-    p = shell(f"grid_stage exp/en cs 40 cs {grid} '' 2", tmp_path)
+    p = shell(f"grid_stage exp/en cs 40 cs {grid} '' 2 ''", tmp_path)
     assert p.returncode == 0, p.stderr
     conv = [line for line in p.stdout.splitlines() if "scratch_converged" in line]
     assert conv == ["STEP stage4_train_cs_scratch_converged_0.5m OUT exp/cs_scratch_converged_0.5m/dev_wer.json"]
@@ -135,3 +135,32 @@ def test_stages_train_until_done_and_decode_the_best_epoch(tmp_path, fbank):
     out = p.stdout.strip().splitlines()
     assert out[0] == "exp/cs_scratch_converged_0.5m/decode_epoch3_avg2"
     assert out[1] == "STEP stage6_decode_cs_scratch_converged_0.5m OUT exp/cs_scratch_converged_0.5m/decode_epoch3_avg3/rtf.json"
+
+
+def test_grid_stage_transfers_from_the_chosen_source_epoch(tmp_path, fbank):
+    """SOURCE_EPOCH (the recipes' --source-epoch): empty = the source's last epoch; a number =
+    that epoch (the average ends there); an epoch the source lacks = a one-line error."""
+    fb, _ = fbank
+    (tmp_path / "data/fbank").mkdir(parents=True)
+    (tmp_path / "data/fbank/cs").symlink_to(fb)
+    grid = grid_yaml(tmp_path, "")
+    src = tmp_path / "exp/en"
+    src.mkdir(parents=True)
+    for e in (1, 2, 3):
+        (src / f"epoch-{e}.pt").write_bytes(b"")
+    (src / "model.yaml").write_text("name: tiny\n")
+    show = 'step() { echo "STEP $*"; }\n'                                 # the whole command
+
+    def transfer_cmd(src_epoch: str) -> str:
+        p = shell(f"{show}grid_stage exp/en cs 40 cs {grid} '' 2 '{src_epoch}'", tmp_path)
+        assert p.returncode == 0, p.stderr
+        return next(line for line in p.stdout.splitlines() if "stage5_transfer_" in line)
+
+    assert transfer_cmd("").endswith("--source-epoch 3 --source-avg 2")
+    assert transfer_cmd("2").endswith("--source-epoch 2 --source-avg 2")
+    assert transfer_cmd("1").endswith("--source-epoch 1 --source-avg 1")   # no epoch 0 to average
+    p = shell(f"{show}grid_stage exp/en cs 40 cs {grid} '' 2 7", tmp_path)
+    assert p.returncode == 1 and "STEP" not in p.stdout
+    assert p.stderr.strip().splitlines()[-1] == (
+        "ERROR: --source-epoch 7: exp/en/epoch-7.pt does not exist (its last epoch is 3): "
+        "choose an epoch it has, or train it that far")

@@ -4,7 +4,7 @@
 # defines (listed below; `./run.sh --help` documents each):
 #   corpus dl_dir lang train_subsets seed vocab_size lm_order model_conf num_epochs max_duration
 #   train_opts source_exp grid grid_opts decode_methods decode_avg lm_weights word_ins_penalties
-#   results_title
+#   results_title (and source_epoch, optional: empty or unset transfers from the source's last epoch)
 for _v in corpus dl_dir lang train_subsets seed vocab_size lm_order model_conf num_epochs max_duration \
     train_opts source_exp grid grid_opts decode_methods decode_avg lm_weights word_ins_penalties results_title; do
   [ -n "${!_v+set}" ] || { echo "ERROR: $0 does not define '$_v' (utils/one_language_stages.sh needs it)" >&2; exit 1; }
@@ -24,7 +24,7 @@ if stage_in 4; then
 fi
 if stage_in 5; then
   transfer_grid_stage "$source_exp" $lang $vocab_size $lang $grid "--max-duration $max_duration" \
-    $decode_avg ${grid_args[@]+"${grid_args[@]}"}
+    $decode_avg "${source_epoch:-}" ${grid_args[@]+"${grid_args[@]}"}
 fi
 if stage_in 6 || stage_in 7 || stage_in 8; then
   models=$(recipe_models $train_exp $lang "$decode_methods" "$source_exp" $lang $grid $lang ${grid_args[@]+"${grid_args[@]}"})

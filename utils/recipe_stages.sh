@@ -141,17 +141,22 @@ grid_models() {
   python $GRAFT_ROOT/steps/grid.py --grid $grid --fbank-dir data/fbank/$lang "$@"
 }
 
-# grid_stage SRC_EXP LANG VOCAB EXP_PREFIX GRID "TRAIN_OPTS" SOURCE_AVG [steps/grid.py options...]:
+# grid_stage SRC_EXP LANG VOCAB EXP_PREFIX GRID "TRAIN_OPTS" SOURCE_AVG SOURCE_EPOCH [steps/grid.py options...]:
 # stage 5, every model of the grid (scratch baselines with train_stage, transfers with
 # transfer_stage) into exp/<EXP_PREFIX>_<name>/; the scratch_converged model stops on its dev WER,
 # so its step is done when its dev_wer.json says so (not at its last epoch). TRAIN_OPTS go to every model (after the grid's
-# own train_opts); the transfers start from the source's last epoch averaged over SOURCE_AVG
-# epochs (at most all of them).
+# own train_opts); the transfers start from the source's epoch SOURCE_EPOCH ("": its last)
+# averaged over SOURCE_AVG epochs (at most all of them).
 grid_stage() {
-  local src=$1 lang=$2 vocab=$3 prefix=$4 grid=$5 extra=$6 src_avg=$7 src_epoch
+  local src=$1 lang=$2 vocab=$3 prefix=$4 grid=$5 extra=$6 src_avg=$7 src_epoch=$8
   local lines name group preset split epochs mins methods opts
-  shift 7
-  src_epoch=$(last_epoch $src)
+  shift 8
+  if [ -z "$src_epoch" ]; then
+    src_epoch=$(last_epoch $src)
+  elif [ ! -f $src/epoch-$src_epoch.pt ]; then
+    echo "ERROR: --source-epoch $src_epoch: $src/epoch-$src_epoch.pt does not exist (its last epoch is $(last_epoch $src)): choose an epoch it has, or train it that far" >&2
+    exit 1
+  fi
   [ "$src_avg" -gt "$src_epoch" ] && src_avg=$src_epoch
   local source_opts="--source-epoch $src_epoch --source-avg $src_avg"
   lines=$(grid_models $grid $lang "$@") || exit 1
@@ -253,7 +258,7 @@ recipe_models() {
   done <<< "$lines"
 }
 
-# transfer_grid_stage SRC_EXP LANG VOCAB PREFIX GRID "TRAIN_OPTS" SOURCE_AVG [grid options...]:
+# transfer_grid_stage SRC_EXP LANG VOCAB PREFIX GRID "TRAIN_OPTS" SOURCE_AVG SOURCE_EPOCH [grid options...]:
 # stage 5 (grid_stage), or a line saying why it is skipped (no source model set).
 transfer_grid_stage() {
   if [ -z "$1" ]; then

@@ -44,6 +44,7 @@ num_epochs=30               # training epochs
 max_duration=400            # seconds of audio per batch (per GPU)
 train_opts="--ctc-weight 0.2" # more steps/train.py options (CTC head for HLG decoding)
 source_exp=                 # stage 5's source model, e.g. ../../librispeech/ASR/exp/en_medium (empty: stage 5 is skipped)
+source_epoch=               # the source epoch stage 5 transfers from, averaged over decode_avg epochs (empty: its last)
 grid=commonvoice                 # stage 5's transfer grid: conf/grid/<grid>.yaml
 grid_opts=                  # steps/grid.py overrides, e.g. "--sizes '15m all' --budget-minutes 90"
 decode_methods="greedy beam beam-lex ctc-hlg ctc-hlg-rnnt" # stage 6 methods of the stage-4 model (the grid's are in its yaml)

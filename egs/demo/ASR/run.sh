@@ -49,6 +49,7 @@ train_nproc=1               # training processes (>1: DDP via torchrun, one thre
 num_epochs=6                # English source model epochs (~2 min each on 2 cores with bf16; bench/results/demo_en_400_vs_200_minutes.md)
 train_opts="--ctc-weight 0.2 --warm-steps 200 --lr-steps 1000 --lr-epochs 2.5 --spec-augment false" # English; CTC head for HLG; lr-epochs: the decay per update of 200-min epochs at 5; --dropout 0 x 8 epochs: better English, worse Czech transfer (bench/results/en_small_nodrop_8ep.md)
 source_exp=                 # stage 5's source model (default: this recipe's English model, exp/en_<model_conf>)
+source_epoch=               # the source epoch stage 5 transfers from, averaged over decode_avg epochs (empty: its last)
 grid=demo                   # stage 5's transfer grid: conf/grid/<grid>.yaml (demo_full: every size + ablation)
 grid_opts=                  # steps/grid.py overrides, e.g. "--sizes '15m all' --budget-minutes 90 --speed-perturb false"
 decode_methods="greedy beam beam-lex ctc-hlg ctc-hlg-rnnt" # stage 6 methods of the English model (the grid's are in its yaml)
@@ -87,7 +88,7 @@ if stage_in 4; then
 fi
 if stage_in 5; then
   transfer_grid_stage $source_exp cs $vocab_size cs $grid "--max-duration $max_duration" \
-    $decode_avg ${grid_args[@]+"${grid_args[@]}"}
+    $decode_avg "$source_epoch" ${grid_args[@]+"${grid_args[@]}"}
 fi
 if stage_in 6 || stage_in 7 || stage_in 8; then
   models=$(recipe_models $src_exp en "$decode_methods" $source_exp cs $grid cs ${grid_args[@]+"${grid_args[@]}"})

@@ -39,6 +39,7 @@ num_epochs=20               # training epochs (the CTC loss is near 0 on dev by 
 max_duration=10             # seconds of audio per batch (2 files: ~12 batches an epoch; 30 s batches stayed on the plateau)
 train_opts="--ctc-weight 0.3 --warm-steps 100 --lr-steps 500 --lr-epochs 20 --base-lr 0.005 --spec-augment false" # short schedule, no SpecAugment
 source_exp=                 # stage 5's source model, e.g. ../../librispeech/ASR/exp/en_medium (empty: stage 5 is skipped)
+source_epoch=               # the source epoch stage 5 transfers from, averaged over decode_avg epochs (empty: its last)
 grid=single                 # stage 5's transfer grid: conf/grid/<grid>.yaml
 grid_opts=                  # steps/grid.py overrides, e.g. "--sizes '15m all' --budget-minutes 90"
 decode_methods="greedy beam beam-lex ctc-hlg ctc-hlg-rnnt" # stage 6 methods of the stage-4 model (the grid's are in its yaml)
