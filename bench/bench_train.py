@@ -550,7 +550,7 @@ def main() -> None:
     for key, label in (("fp32", "bare step, fp32 (torch dropout; before)"),
                        ("fast", f"bare step, fast path (graft dropout, {dt})"),
                        ("shared", f"bare step, fast path, dropout masks shared over time ({dt})"),
-                       ("nodrop", f"bare step, fast path, --dropout 0 (the demo's English source; {dt})")):
+                       ("nodrop", f"bare step, fast path, --dropout 0 ({dt})")):
         t = statistics.median(times[key])
         rows.append(_row(label, str(args.threads), audio, t, audio / t, flops / t / 1e9, r32, r16))
         print(rows[-1], flush=True)
@@ -572,7 +572,7 @@ def main() -> None:
             ("before", True, False, None, 0, "loop, before (torch dropout, AdamW loop, fp32)"),
             ("fast", False, False, None, 0, f"loop, fast path ({dt})"),
             ("shared", False, True, None, 0, f"loop, fast path, dropout masks shared over time ({dt})"),
-            ("nodrop", False, False, 0.0, 0, f"loop, fast path, --dropout 0 (the demo's English source; {dt})"),
+            ("nodrop", False, False, 0.0, 0, f"loop, fast path, --dropout 0 ({dt})"),
             ("shared_worker", False, True, None, 1, f"loop, fast path, shared masks, --num-workers 1 ({dt})"),
             ("buckets", False, False, None, 0, f"loop, fast path, --num-buckets {args.more_buckets} ({dt})")):
         res = run_loop(cuts, lang_dir, args.preset, args.steps, args.max_duration, args.threads, workdir, before,
