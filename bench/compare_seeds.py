@@ -10,7 +10,8 @@ Usage:
 
 Why: bench/compare_models.py compares two single trainings; its interval holds the test set's
 sampling noise only, and a second seed of the demo's Czech transfer moved its WER by 1-5 points.
-Here each utterance's errors are summed over a variant's runs before the paired bootstrap, so
+Here each utterance's errors are summed over a variant's runs before the paired bootstrap
+(graft.score.seeds, which the recipes' RESULTS.md uses for the grid's `seeds`), so
 the difference is between seed means (training noise shrinks with the number of seeds; with 2-3
 seeds it is still there: the table gives each run and the spread). Every run must be decoded
 (stage 6) and scored (stage 7) on the same sets; the LM weight is each run's own dev choice.
@@ -26,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from graft.score.bootstrap import compare, scored_utterances  # noqa: E402
+from graft.score.bootstrap import scored_utterances  # noqa: E402
+from graft.score.seeds import compare_seed_means  # noqa: E402
 from graft.utils.errors import GraftError  # noqa: E402
 from graft.utils.io import atomic_write  # noqa: E402
 
@@ -42,21 +44,9 @@ def parse_group(spec: str) -> tuple[str, list[Path]]:
     return name.strip(), [Path(e) for e in exps.split()]
 
 
-def run_counts(exps: list[Path], method: str, set_name: str) -> tuple[dict[str, tuple[int, int]], list[float]]:
-    """Per utterance (errors summed over the runs, reference words), and each run's WER."""
-    runs = [scored_utterances(decode_root(e), method, set_name) for e in exps]
-    ids = list(runs[0].counts)
-    for r in runs[1:]:
-        if set(r.counts) != set(ids):
-            raise GraftError(f"{r.path} and {runs[0].path} score different utterances: not the same set")
-    return {u: (sum(r.counts[u][0] for r in runs), runs[0].counts[u][1]) for u in ids}, [r.wer for r in runs]
-
-
-def seed_means(a: dict[str, tuple[int, int]], ka: int, b: dict[str, tuple[int, int]], kb: int):
-    """Summed counts of ka and kb runs on one scale (integers, as the bootstrap counts them): errors
-    x the other group's run count, references x both; each side's WER is then its seed mean."""
-    return ({u: (e * kb, r * ka * kb) for u, (e, r) in a.items()},
-            {u: (e * ka, r * ka * kb) for u, (e, r) in b.items()})
+def runs_of(exps: list[Path], method: str, set_name: str):
+    """Each run's per-utterance errors of `method` on `set_name` (graft.score.bootstrap)."""
+    return [scored_utterances(decode_root(e), method, set_name) for e in exps]
 
 
 def main() -> None:
@@ -72,10 +62,10 @@ def main() -> None:
     try:
         for method in args.methods.split():
             for set_name in args.sets.split():
-                a, wers_a = run_counts(exps_a, method, set_name)
-                b, wers_b = run_counts(exps_b, method, set_name)
-                r = compare(*seed_means(a, len(exps_a), b, len(exps_b)), n=1000, seed=0)
-                rows.append({"method": method, "set": set_name, "runs_a": wers_a, "runs_b": wers_b,
+                a, b = runs_of(exps_a, method, set_name), runs_of(exps_b, method, set_name)
+                r = compare_seed_means(a, b, n=1000, seed=0)
+                rows.append({"method": method, "set": set_name, "runs_a": [x.wer for x in a],
+                             "runs_b": [x.wer for x in b],
                              "mean_a": r.wer_a, "mean_b": r.wer_b, "delta": r.delta, "lo": r.lo, "hi": r.hi,
                              "p_a_better": r.p_better, "utterances": r.utterances})
     except GraftError as e:

@@ -5,8 +5,8 @@ Usage:
     steps/grid.py --grid demo --fbank-dir data/fbank/cs [--sizes "15m 30m"] [--budget-minutes 90]
 
 Prints tab-separated lines `name group preset split epochs minutes methods train_opts` for
-every model of the grid (group: transfer, scratch, scratch_converged or ablation; preset `-` for
-scratch; methods comma-separated), read by utils/recipe_stages.sh's grid stages. Epochs come
+every model of the grid (group: transfer, scratch, transfer_seed, scratch_seed, scratch_converged
+or ablation; preset `-` for scratch; methods comma-separated), read by utils/recipe_stages.sh's grid stages. Epochs come
 from the train manifest's duration: ceil(budget_minutes / minutes of cuts_<split>), at least 1,
 so every model sees the same minutes of audio. A size whose manifest is missing is an error
 naming stage 1-2.
@@ -17,6 +17,13 @@ absent: none; size null: none unless --scratch-converged names one) adds the mod
 greedy dev WER stops improving (`--early-stop-patience`, graft.train.early_stop: `patience`
 epochs or more), at most max_budget_factor x the budget, i.e.
 ceil(factor x budget_minutes / minutes of cuts_<split>) epochs.
+
+`seeds: N` (optional, default 1; `--seeds N`) trains the main transfer (the first preset) and
+the scratch model of every size N times: the lines `transfer_<preset>_<size>_seed<k>` (group
+transfer_seed) and `scratch_<size>_seed<k>` (group scratch_seed) for k = 1 .. N - 1, with
+`--seed k` (the training seed: initialization, batch order, dropout); seed 0 is the model without
+the suffix. The report (graft.score.seeds) gives each run, the seed mean and spread, and the
+paired bootstrap of the difference of seed means, transfer against scratch.
 
 `speed_perturb: true` trains every model of the grid with `--speed-perturb true` (a 0.9x and a
 1.1x copy of every cut, graft.train.data) and counts the copies' audio in the budget: an epoch
@@ -38,7 +45,7 @@ from graft.utils.conf import CONF_DIR
 from graft.utils.errors import GraftError, require_file
 
 KEYS = {"budget_minutes", "sizes", "presets", "scratch", "ablation", "methods", "ablation_methods", "train_opts"}
-OPTIONAL_KEYS = {"scratch_converged", "speed_perturb", "speed_factors"}   # absent = null / false
+OPTIONAL_KEYS = {"scratch_converged", "speed_perturb", "speed_factors", "seeds"}   # absent = null / false / 1
 CONVERGED_KEYS = {"size", "max_budget_factor", "patience"}
 
 
@@ -75,7 +82,16 @@ def load_grid(name: str) -> dict:
     if not isinstance(grid["speed_perturb"], bool):
         raise GraftError(f"{path}: speed_perturb must be true or false, got {grid['speed_perturb']!r}")
     grid["speed_factors"] = check_speed_factors(grid.get("speed_factors"), f"{path}: speed_factors: ")
+    grid["seeds"] = check_seeds(grid.get("seeds", 1), f"{path}: seeds")
     return grid
+
+
+def check_seeds(value: object, where: str) -> int:
+    """The number of training seeds (an integer >= 1); GraftError naming `where` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() \
+            or int(value) < 1:
+        raise GraftError(f"{where} must be an integer >= 1 (training runs per model, seeds 0 .. N-1), got {value!r}")
+    return int(value)
 
 
 def check_speed_factors(value: object, where: str = "") -> tuple[float, ...] | None:
@@ -199,6 +215,13 @@ def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[Gri
             out.append(model(f"scratch_{size}", "scratch", "-", size, methods))
         for preset in grid["presets"]:
             out.append(model(f"transfer_{preset}_{size}", "transfer", preset, size, methods))
+        for k in range(1, int(grid.get("seeds", 1))):   # more training seeds of the main models
+            if grid["scratch"]:
+                out.append(model(f"scratch_{size}_seed{k}", "scratch_seed", "-", size, methods,
+                                 extra_opts=f" --seed {k}"))
+            preset = grid["presets"][0]
+            out.append(model(f"transfer_{preset}_{size}_seed{k}", "transfer_seed", preset, size, methods,
+                             extra_opts=f" --seed {k}"))
     conv = grid.get("scratch_converged")
     if conv and conv["size"]:  # after the equal-budget models: it trains longest
         # decoded with the grid's methods, as the transfer it is compared with (a model still on
@@ -231,6 +254,9 @@ def main() -> None:
                    help="override the grid's speed_perturb (0.9x/1.1x copies, counted in the budget)")
     p.add_argument("--speed-factors", default=None, metavar="FACTORS",
                    help="override the grid's speed_factors, e.g. '0.8 0.9 1.1 1.2' (with speed_perturb)")
+    p.add_argument("--seeds", default=None, metavar="N",
+                   help="override the grid's seeds: train the main transfer and the scratch model of every size "
+                        "with seeds 0 .. N-1 (the report gives the seed means and spread)")
     p.add_argument("--allow-missing", action="store_true", help="leave out sizes without features (listing for stages 6-7)")
     args = p.parse_args()
     grid = load_grid(args.grid)
@@ -244,6 +270,8 @@ def main() -> None:
         grid["speed_perturb"] = args.speed_perturb == "true"
     if args.speed_factors is not None:
         grid["speed_factors"] = check_speed_factors(args.speed_factors)
+    if args.seeds is not None:
+        grid["seeds"] = check_seeds(args.seeds, "--seeds")
     for m in expand(grid, args.fbank_dir, args.allow_missing):
         print(m.line())
 

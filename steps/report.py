@@ -21,6 +21,11 @@ method (default: transfer:scratch, transfer:scratch_converged and ablation:trans
 the methods with an LM sweep (--no-lm-comparison leaves that out). Pairings whose models or
 per-utterance files are missing are skipped.
 
+Models trained with several seeds (the grid's `seeds: N`: groups transfer_seed and scratch_seed)
+get a "Training seeds" section (graft.score.seeds): each run's test WER, the seed mean and sd, and
+the paired bootstrap of the difference of the seed means, transfer against scratch (with
+--bootstrap > 0).
+
 Each model of group scratch_converged (trained until its dev WER stopped improving; the grid's
 scratch_converged key) gets a section (graft.score.converged): its dev WER per epoch against the
 training audio seen (a table, and <out stem>_<label>_dev_wer.png beside --out), the transfer
@@ -42,6 +47,7 @@ from graft.score.report import (DEFAULT_PAIRINGS, Experiment, comparison_rows, c
                                 parse_pairing, parse_stage_of, plot_stage_times, plot_wer_vs_size,
                                 read_step_logs, results_markdown, stage_times_markdown)
 from graft.score.converged import converged_markdown
+from graft.score.seeds import SEED_PAIRINGS, seed_rows, seeds_markdown
 from graft.utils.cli import run_main
 from graft.utils.errors import GraftError, require_file
 from graft.utils.io import atomic_path, atomic_write
@@ -98,6 +104,10 @@ def main() -> None:
                                lm=not args.no_lm_comparison)
         if rows:
             parts.append(comparisons_markdown(rows))
+    seeds = seeds_markdown(seed_rows(exps, methods, n=max(args.bootstrap, 1), seed=args.bootstrap_seed,
+                                     pairings=() if args.bootstrap == 0 else SEED_PAIRINGS))
+    if seeds:
+        parts.append(seeds)
     converged = converged_markdown(exps, args.out)
     if converged:
         parts.append(converged)

@@ -254,9 +254,9 @@ def test_report_step_keeps_its_command_line_and_adds_comparisons(tmp_path: Path)
 
 
 def test_seed_means_put_runs_of_two_variants_on_one_scale():
-    """bench/compare_seeds.py: summed errors of 2 and 3 runs become each variant's seed-mean WER."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from compare_seeds import seed_means
+    """graft.score.seeds (bench/compare_seeds.py, the report's seeds): summed errors of 2 and 3
+    runs become each variant's seed-mean WER."""
+    from graft.score.seeds import on_one_scale as seed_means
 
     refs = {"u1": 10, "u2": 20, "u3": 5}
     runs_a = [{"u1": 1, "u2": 4, "u3": 0}, {"u1": 3, "u2": 2, "u3": 1}]                    # WER 14.29, 17.14

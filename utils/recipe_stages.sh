@@ -163,7 +163,7 @@ grid_stage() {
   while IFS=$'\t' read -r name group preset split epochs mins methods opts; do
     [ -n "$name" ] || continue
     log "grid $grid: ${prefix}_$name ($group, $split = $mins min, $epochs epochs)"
-    if [ "$group" = scratch ]; then  # the source's architecture, trained from scratch
+    if [ "$group" = scratch ] || [ "$group" = scratch_seed ]; then  # the source's architecture, from scratch
       train_stage $lang $vocab exp/${prefix}_$name $split $epochs --model-conf $src/model.yaml $opts $extra
     elif [ "$group" = scratch_converged ]; then  # the same, until its dev WER stops improving
       train_stage_to exp/${prefix}_$name/dev_wer.json $lang $vocab exp/${prefix}_$name $split $epochs \
