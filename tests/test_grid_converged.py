@@ -107,15 +107,23 @@ def shell(script: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def test_stages_train_until_done_and_decode_the_best_epoch(tmp_path, fbank):
-    fb, _ = fbank
+def recipe_dir(tmp_path: Path, fb: Path, epochs: tuple[int, ...] = (3,)) -> Path:
+    """A recipe folder for the grid stages: data/fbank/cs (the fixture's features) and a source
+    model exp/en with empty epoch-<e>.pt files and a model.yaml; returns exp/en."""
     (tmp_path / "data/fbank").mkdir(parents=True)
     (tmp_path / "data/fbank/cs").symlink_to(fb)
-    grid = grid_yaml(tmp_path, "scratch_converged: {size: 0.5m, max_budget_factor: 8, patience: 2}\n")
     src = tmp_path / "exp/en"
     src.mkdir(parents=True)
-    (src / "epoch-3.pt").write_bytes(b"")
+    for e in epochs:
+        (src / f"epoch-{e}.pt").write_bytes(b"")
     (src / "model.yaml").write_text("name: tiny\n")
+    return src
+
+
+def test_stages_train_until_done_and_decode_the_best_epoch(tmp_path, fbank):
+    fb, _ = fbank
+    recipe_dir(tmp_path, fb)
+    grid = grid_yaml(tmp_path, "scratch_converged: {size: 0.5m, max_budget_factor: 8, patience: 2}\n")
     p = shell(f"grid_stage exp/en cs 40 cs {grid} '' 2 ''", tmp_path)
     assert p.returncode == 0, p.stderr
     conv = [line for line in p.stdout.splitlines() if "scratch_converged" in line]
@@ -141,14 +149,8 @@ def test_grid_stage_transfers_from_the_chosen_source_epoch(tmp_path, fbank):
     """SOURCE_EPOCH (the recipes' --source-epoch): empty = the source's last epoch; a number =
     that epoch (the average ends there); an epoch the source lacks = a one-line error."""
     fb, _ = fbank
-    (tmp_path / "data/fbank").mkdir(parents=True)
-    (tmp_path / "data/fbank/cs").symlink_to(fb)
+    recipe_dir(tmp_path, fb, epochs=(1, 2, 3))
     grid = grid_yaml(tmp_path, "")
-    src = tmp_path / "exp/en"
-    src.mkdir(parents=True)
-    for e in (1, 2, 3):
-        (src / f"epoch-{e}.pt").write_bytes(b"")
-    (src / "model.yaml").write_text("name: tiny\n")
     show = 'step() { echo "STEP $*"; }\n'                                 # the whole command
 
     def transfer_cmd(src_epoch: str) -> str:

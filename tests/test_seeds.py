@@ -19,7 +19,7 @@ from graft.score.report import Experiment
 from graft.score.seeds import compare_seed_means, pooled_counts, seed_rows, seeds_markdown
 from graft.utils.errors import GraftError
 from test_bootstrap import PYTHON, REPO, make_lang, make_scored_root
-from test_grid_converged import fbank, grid_yaml, run_grid, shell  # noqa: F401  (fbank: a fixture)
+from test_grid_converged import fbank, grid_yaml, recipe_dir, run_grid, shell  # noqa: F401  (fbank: a fixture)
 
 sys.path.insert(0, str(REPO / "steps"))
 import grid as grid_step  # noqa: E402  steps/grid.py
@@ -57,12 +57,7 @@ def test_bad_seeds_name_the_file(tmp_path, value):
 
 def test_the_grid_stage_trains_scratch_seeds_from_scratch(tmp_path, fbank):  # noqa: F811
     fb, _ = fbank
-    (tmp_path / "data/fbank").mkdir(parents=True)
-    (tmp_path / "data/fbank/cs").symlink_to(fb)
-    src = tmp_path / "exp/en"
-    src.mkdir(parents=True)
-    (src / "epoch-2.pt").write_bytes(b"")
-    (src / "model.yaml").write_text("name: tiny\n")
+    recipe_dir(tmp_path, fb, epochs=(2,))
     p = shell(f'step() {{ echo "STEP $*"; }}\ngrid_stage exp/en cs 40 cs {grid_yaml(tmp_path, "seeds: 2")} "" 2 ""',
               tmp_path)
     assert p.returncode == 0, p.stderr
