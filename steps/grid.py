@@ -6,9 +6,9 @@ Usage:
 
 Prints tab-separated lines `name group preset split epochs minutes methods train_opts` for
 every model of the grid (group: transfer, scratch, transfer_seed, scratch_seed, scratch_converged
-or ablation; preset `-` for scratch; methods comma-separated), read by utils/recipe_stages.sh's grid stages. Epochs come
-from the train manifest's duration: ceil(budget_minutes / minutes of cuts_<split>), at least 1,
-so every model sees the same minutes of audio. A size whose manifest is missing is an error
+or ablation; preset `-` for scratch; methods comma-separated), read by utils/recipe_stages.sh's
+grid stages. Epochs come from the train manifest's duration: ceil(budget_minutes / minutes of
+cuts_<split>), at least 1, so every model sees the same minutes of audio. A size whose manifest is missing is an error
 naming stage 1-2.
 
 The optional key `scratch_converged: {size: 15m, max_budget_factor: 8, patience: 2}` (null or
