@@ -35,8 +35,7 @@ vocab=$(python -c "import json; print(json.load(open('$ref/lang/lang.json'))['vo
 settings=$(decoded_settings $ref)           # the reference's stage-6 LM order and averaging
 read -r order avg last <<< "$settings"
 max_duration=$(python -c "import json; print(json.load(open('$ref/params.json'))['train_conf']['max_duration'])")
-src_epoch=${SOURCE_EPOCH:-$(last_epoch $source)}
-[ -f $source/epoch-$src_epoch.pt ] || { echo "ERROR: $source/epoch-$src_epoch.pt does not exist" >&2; exit 1; }
+src_epoch=$(transfer_epoch $source "${SOURCE_EPOCH:-}") || exit 1
 exp=exp/${lang}_x_$name
 log "$gname ($preset, $split = $mins min, $epochs epochs, $opts) from $source epoch $src_epoch into $exp"
 transfer_stage $source $lang $vocab $exp $split $epochs $preset $opts --max-duration $max_duration \

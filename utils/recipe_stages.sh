@@ -141,6 +141,19 @@ grid_models() {
   python $GRAFT_ROOT/steps/grid.py --grid $grid --fbank-dir data/fbank/$lang "$@"
 }
 
+# transfer_epoch SRC_EXP [EPOCH]: the epoch a transfer starts from: EPOCH when SRC_EXP has it, its
+# last epoch when EPOCH is empty; fails with a message naming the last epoch otherwise.
+transfer_epoch() {
+  if [ -z "${2:-}" ]; then
+    last_epoch $1
+  elif [ -f $1/epoch-$2.pt ]; then
+    echo $2
+  else
+    echo "ERROR: --source-epoch $2: $1/epoch-$2.pt does not exist (its last epoch is $(last_epoch $1)): choose an epoch it has, or train it that far" >&2
+    return 1
+  fi
+}
+
 # grid_stage SRC_EXP LANG VOCAB EXP_PREFIX GRID "TRAIN_OPTS" SOURCE_AVG SOURCE_EPOCH [steps/grid.py options...]:
 # stage 5, every model of the grid (scratch baselines with train_stage, transfers with
 # transfer_stage) into exp/<EXP_PREFIX>_<name>/; the scratch_converged model stops on its dev WER,
@@ -151,12 +164,7 @@ grid_stage() {
   local src=$1 lang=$2 vocab=$3 prefix=$4 grid=$5 extra=$6 src_avg=$7 src_epoch=$8
   local lines name group preset split epochs mins methods opts
   shift 8
-  if [ -z "$src_epoch" ]; then
-    src_epoch=$(last_epoch $src)
-  elif [ ! -f $src/epoch-$src_epoch.pt ]; then
-    echo "ERROR: --source-epoch $src_epoch: $src/epoch-$src_epoch.pt does not exist (its last epoch is $(last_epoch $src)): choose an epoch it has, or train it that far" >&2
-    exit 1
-  fi
+  src_epoch=$(transfer_epoch $src "$src_epoch") || exit 1
   [ "$src_avg" -gt "$src_epoch" ] && src_avg=$src_epoch
   local source_opts="--source-epoch $src_epoch --source-avg $src_avg"
   lines=$(grid_models $grid $lang "$@") || exit 1

@@ -21,6 +21,7 @@ import statistics
 from typing import Sequence
 
 from graft.score.bootstrap import BootstrapResult, ScoredUtterances, compare, scored_utterances
+from graft.score.report import Experiment, _mins
 from graft.utils.errors import GraftError
 from graft.utils.logging import get_logger
 
@@ -58,10 +59,10 @@ def compare_seed_means(runs_a: Sequence[ScoredUtterances], runs_b: Sequence[Scor
     return compare(a, b, n=n, seed=seed, level=level)
 
 
-def seed_runs(exps: Sequence, group: str) -> dict[float | None, list]:
+def seed_runs(exps: Sequence[Experiment], group: str) -> dict[float | None, list[Experiment]]:
     """Per training size: the runs of `group`'s main model (its first experiment at that size,
     then the `<group>_seed` ones), only where there is more than one."""
-    out: dict[float | None, list] = {}
+    out: dict[float | None, list[Experiment]] = {}
     for e in exps:
         if e.group == group and e.minutes not in out:
             extra = [x for x in exps if x.group == group + SEED_SUFFIX and x.minutes == e.minutes]
@@ -70,7 +71,7 @@ def seed_runs(exps: Sequence, group: str) -> dict[float | None, list]:
     return out
 
 
-def _scored_runs(runs: Sequence, method: str) -> list[ScoredUtterances] | None:
+def _scored_runs(runs: Sequence[Experiment], method: str) -> list[ScoredUtterances] | None:
     scored = []
     for e in runs:
         try:
@@ -81,7 +82,7 @@ def _scored_runs(runs: Sequence, method: str) -> list[ScoredUtterances] | None:
     return scored
 
 
-def seed_rows(exps: Sequence, methods: Sequence[str], n: int = 1000, seed: int = 0, level: float = 0.95,
+def seed_rows(exps: Sequence[Experiment], methods: Sequence[str], n: int = 1000, seed: int = 0, level: float = 0.95,
               pairings: Sequence[tuple[str, str]] = SEED_PAIRINGS) -> list[dict]:
     """Rows of the seeds section: kind "runs" (group, minutes, method, labels, each run's test WER,
     mean, sd) for every group with several runs at a size, and kind "A vs B" (the seed means
@@ -116,10 +117,6 @@ def seed_rows(exps: Sequence, methods: Sequence[str], n: int = 1000, seed: int =
                 rows.append({"kind": f"{ga} vs {gb}", "minutes": mins, "method": m, "runs_a": len(a),
                              "runs_b": len(b), "result": r})
     return rows
-
-
-def _mins(x: float | None) -> str:
-    return "-" if x is None else f"{x:g}"
 
 
 def seeds_markdown(rows: Sequence[dict], digits: int = 2) -> str:
