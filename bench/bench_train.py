@@ -4,7 +4,7 @@ loop on demo-like batches, DDP 2 x 1 thread, and each one's share of a matmul ro
 
 Usage:
     .venv/bin/python bench/bench_train.py [--preset small] [--steps 20] [--threads 2]
-        [--vocab-size 150] [--no-ddp] [--workdir DIR]
+        [--vocab-size 150] [--no-ddp] [--workdir DIR] [--out train]
 
 Rows (one run, the same model preset and batch sizes; the first step of each is excluded):
   matmul roofline   fp32 and bf16 products at the model's sizes (N*T frames x 144 x 576, ...)
@@ -22,13 +22,15 @@ Rows (one run, the same model preset and batch sizes; the first step of each is 
                     outside the step (next batch, averaging, logging), forward + backward, and
                     the update (clipping + optimizer), beside a bare replay of the loop's own
                     batches (the model's speed on those sizes and shapes, without the loop)
-  DDP 2 x 1         torchrun, 2 processes of 1 thread, gloo (rate over all ranks; the preset's masks)
+  DDP 2 x 1         torchrun, 2 processes of 1 thread, gloo (rate over all ranks; the preset's masks),
+                    at --max-duration a process (twice the audio an update) and at half of it
+                    (the same audio an update as the 1 x 2 loop: the fair comparison)
 Audio s/s is audio seconds trained per wall second; GFLOPS counts the matrix products and
 convolutions of one step (torch.utils.flop_counter), and "of fp32 / of bf16" is that rate over
 the roofline matmul's. Data: the demo's English fbank and lang dir when stages 2-3 have run;
 otherwise ~15 minutes of espeak-ng speech of fortune sentences (the demo's text source,
 2-7 s each), stage-2 style lilcom fbank, and a BPE of --vocab-size (built once in --workdir).
-Writes bench/results/train.{md,json}.
+Writes bench/results/train.{md,json} (--out NAME: <NAME>.{md,json}).
 """
 from __future__ import annotations
 
@@ -432,10 +434,14 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def write_results(result: dict[str, Any]) -> str:
-    """bench/results/train.{json,md}; returns the markdown."""
+def bf16_share(row: dict[str, Any], native: bool = True) -> str:
+    return f"{row['of_bf16_roofline']:.1%}" if native else "-"
+
+
+def write_results(result: dict[str, Any], name: str = "train") -> str:
+    """bench/results/<name>.{json,md}; returns the markdown."""
     out = ROOT / "bench/results"
-    with atomic_write(out / "train.json") as f:
+    with atomic_write(out / f"{name}.json") as f:
         json.dump(result, f, indent=2)
     r = result
     lines = [f"# Training speed: preset `{r['preset']}` ({r['params_m']} M parameters, vocab {r['vocab_size']})", "",
@@ -455,7 +461,7 @@ def write_results(result: dict[str, Any]) -> str:
         padded = x.get("padded_per_step", x["audio_per_step"])
         lines.append(f"| {x['row']} | {x['threads']} | {_fmt(x['audio_per_step'], '.1f')} | {_fmt(padded, '.1f')} | "
                      f"{_fmt(x['sec_per_step'], '.3f')} | {x['audio_sec_per_sec']:.1f} | {x['gflops']:.1f} | "
-                     f"{x['of_fp32_roofline']:.0%} | {x['of_bf16_roofline']:.1%} |")
+                     f"{x['of_fp32_roofline']:.0%} | {bf16_share(x, r.get('bf16_native', True))} |")
     lines += ["", "Roofline (matrix products at the model's sizes, GFLOPS): "
               + "; ".join(f"{dt} best {v['gflops']:.1f} ({', '.join(f'{s}: {g}' for s, g in v['shapes'].items())})"
                           for dt, v in r["roofline"].items()) + ".", "", "Ratios:", ""]
@@ -484,9 +490,12 @@ def write_results(result: dict[str, Any]) -> str:
                                           else f" ({x['effective_buckets']} used: 4 cuts a bucket at least)")
             lines.append(f"| {nb} | {x['batches']} | {x['audio_per_batch']:.1f} | {x['padded_per_batch']:.1f} | "
                          f"{x['fill']:.3f} |")
-    lines += [""] + [f"- {n}" for n in r["notes"]]
+    notes = r["notes"] + ([] if r.get("bf16_native", True) else
+                          ["of bf16 roofline: '-' as this CPU has no native bf16 (its bf16 products are emulated, "
+                           "so that roofline is no ceiling for the fp32 rows)"])
+    lines += [""] + [f"- {n}" for n in notes]
     md = "\n".join(lines) + "\n"
-    with atomic_write(out / "train.md") as f:
+    with atomic_write(out / f"{name}.md") as f:
         f.write(md)
     return md
 
@@ -508,6 +517,7 @@ def main() -> None:
     ap.add_argument("--more-buckets", type=int, default=40,
                     help="bucket count of the extra loop row and the batch-fill table (conf/train.yaml: num_buckets)")
     ap.add_argument("--no-ddp", action="store_true")
+    ap.add_argument("--out", default="train", help="results name: bench/results/<out>.{md,json}")
     ap.add_argument("--workdir", default=None, help="keep the generated data here (default: a temporary dir)")
     args = ap.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-train-")).resolve()
@@ -588,7 +598,16 @@ def main() -> None:
     if not args.no_ddp:
         ddp = run_ddp(cuts, lang_dir, args.preset, args.steps, args.max_duration, workdir, args.loop_warmup)
         g = per_audio * ddp["audio_sec_per_sec"] / 1e9
-        rows.append(_row("DDP loop, fast path", "2 x 1", None, None, ddp["audio_sec_per_sec"], g, r32, r16))
+        rows.append(_row(f"DDP loop, fast path, --max-duration {args.max_duration:g} a process (twice the audio a step)",
+                         "2 x 1", None, None, ddp["audio_sec_per_sec"], g, r32, r16))
+        print(rows[-1], flush=True)
+        # the same audio per update as the 1 x 2 loop: each process takes half the batch
+        ddp_half = run_ddp(cuts, lang_dir, args.preset, args.steps, args.max_duration / 2, workdir,
+                           args.loop_warmup)
+        g = per_audio * ddp_half["audio_sec_per_sec"] / 1e9
+        rows.append(_row(f"DDP loop, fast path, --max-duration {args.max_duration / 2:g} a process (the same "
+                         "audio a step as the 1 x 2 loop)", "2 x 1", None, None, ddp_half["audio_sec_per_sec"],
+                         g, r32, r16))
         print(rows[-1], flush=True)
     bare = {k: audio / statistics.median(v) for k, v in times.items()}
     fast = loops["fast"]
@@ -621,6 +640,8 @@ def main() -> None:
         loops["shared_worker"]["audio_sec_per_sec"] / loops["shared"]["audio_sec_per_sec"])
     if ddp:
         ratios["DDP 2 x 1 / loop fast path 1 x 2"] = ddp["audio_sec_per_sec"] / fast["audio_sec_per_sec"]
+        ratios["DDP 2 x 1, half the batch a process / loop fast path 1 x 2 (same audio a step)"] = (
+            ddp_half["audio_sec_per_sec"] / fast["audio_sec_per_sec"])
     notes.append("loop batches are the sampler's (lhotse's bucketing: cuts x the longest cut <= --max-duration, "
                  "so a batch holds less audio than that; the last batches of buckets are smaller), with their "
                  "padding; the bare step's batch is full and unpadded")
@@ -641,14 +662,14 @@ def main() -> None:
               "flops_per_step": flops, "flops_per_audio_s": per_audio, "bare_reps": args.bare_steps,
               "loop_steps": args.steps, "loop_warmup": args.loop_warmup, "data": source, "amp": auto.describe(), "roofline": roof, "rows": rows,
               "ratios": ratios, "notes": notes, "cpu": _cpu_name(), "cores": os.cpu_count(),
-              "capability": cpu_capability(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
+              "capability": cpu_capability(), "bf16_native": auto.enabled, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
               "load_before": load_before, "load_after": round(os.getloadavg()[0], 1),
               "bare_times": {k: [round(x, 4) for x in v] for k, v in times.items()},
               "optimizer_ms": optimizer_ms, "batch_fill": fill, "pad_frames_to": pad_to,
               "loop_parts": {k: {f: round(v[f], 4) for f in ("sec_per_step", "outside_step_s", "fwd_bwd_s", "update_s",
                                                                "replay_sec_per_step", "replay_audio_sec_per_sec")}
                              for k, v in loops.items()}}
-    print(write_results(result))
+    print(write_results(result, args.out))
 
 
 def _cpu_name() -> str:
