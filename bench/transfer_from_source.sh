@@ -10,12 +10,13 @@
 #   (bench/compare_models.py: paired bootstrap per method and set) into
 #   bench/results/<OUT>.{md,json,png}.
 #   environment: SOURCE_EPOCH (default: SOURCE_EXP's last), RECIPE (egs/demo/ASR), GRID (demo),
-#   LANG_T (cs), SIZE (15m), OUT (default
+#   LANG_T (cs), SIZE (15m), GRID_OPTS (steps/grid.py options, e.g. "--corrupt 'reverb noise'":
+#   the line's epochs and options as the grid would make them with those), OUT (default
 #   demo_<lang>_transfer_from_<NAME>), SETS (default "dev test test_unseen"), A_NAME / B_NAME (labels)
 # Example: bench/ablate_source.sh ep8 num_epochs=8 && bench/transfer_from_source.sh ep8 exp/en_small_ep8
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[ $# -ge 2 ] || { sed -n 2,16p "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n 2,17p "$0" >&2; exit 2; }
 name=$1 source=$2; shift 2
 cd "${RECIPE:-$root/egs/demo/ASR}"
 grid=${GRID:-demo} lang=${LANG_T:-cs} size=${SIZE:-15m}
@@ -26,7 +27,8 @@ stage=0 stop_stage=8 force=false nj=2 log_dir=exp/log
 
 [ -n "$(last_epoch $source)" ] && [ -f $source/model.yaml ] || {
   echo "ERROR: $source holds no trained model (epoch-N.pt and model.yaml): train it first" >&2; exit 1; }
-line=$(grid_models $grid $lang | awk -F'\t' -v s="$size" '$2 == "transfer" && $1 ~ "_"s"$"' | head -1)
+eval "grid_opts=(${GRID_OPTS:-})"
+line=$(grid_models $grid $lang "${grid_opts[@]}" | awk -F'\t' -v s="$size" '$2 == "transfer" && $1 ~ "_"s"$"' | head -1)
 [ -n "$line" ] || { echo "ERROR: grid $grid has no transfer line of size $size" >&2; exit 1; }
 IFS=$'\t' read -r gname group preset split epochs mins methods opts <<< "$line"
 ref=exp/${lang}_$gname

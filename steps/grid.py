@@ -29,6 +29,8 @@ paired bootstrap of the difference of seed means, transfer against scratch.
 1.1x copy of every cut, graft.train.data) and counts the copies' audio in the budget: an epoch
 is then ~3.02 x the manifest's minutes. `speed_factors: "0.8 0.9 1.1 1.2"` (optional) chooses
 other copies (`--speed-factors 0.8,0.9,1.1,1.2`; an epoch is then 1 + sum(1 / factor) x).
+`corrupt: "reverb noise"` (optional; `--corrupt`) adds a reverberant and/or a noisy copy of every
+cut (graft.train.corrupt), each counted as one more manifest's audio in the budget.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ from graft.utils.conf import CONF_DIR
 from graft.utils.errors import GraftError, require_file
 
 KEYS = {"budget_minutes", "sizes", "presets", "scratch", "ablation", "methods", "ablation_methods", "train_opts"}
-OPTIONAL_KEYS = {"scratch_converged", "speed_perturb", "speed_factors", "seeds"}   # absent = null / false / 1
+OPTIONAL_KEYS = {"scratch_converged", "speed_perturb", "speed_factors", "seeds", "corrupt"}   # absent = null / false / 1
 CONVERGED_KEYS = {"size", "max_budget_factor", "patience"}
 
 
@@ -82,6 +84,7 @@ def load_grid(name: str) -> dict:
     if not isinstance(grid["speed_perturb"], bool):
         raise GraftError(f"{path}: speed_perturb must be true or false, got {grid['speed_perturb']!r}")
     grid["speed_factors"] = check_speed_factors(grid.get("speed_factors"), f"{path}: speed_factors: ")
+    grid["corrupt"] = check_corrupt(grid.get("corrupt"), f"{path}: corrupt")
     grid["seeds"] = check_seeds(grid.get("seeds", 1), f"{path}: seeds")
     return grid
 
@@ -167,14 +170,23 @@ def train_minutes(fbank_dir: Path, split: str) -> float:
     return sum(c.duration for c in load_manifest_lazy(path)) / 60
 
 
-def epoch_audio_factor(speed_perturb: bool, factors: tuple[float, ...] | None = None) -> float:
-    """Audio of an epoch over the manifest's: 1, or with the speed-perturbed copies 1 + sum(1 / factor)
-    (1 + 1/0.9 + 1/1.1 by default)."""
+def check_corrupt(value: object, what: str = "--corrupt") -> tuple[str, ...]:
+    """The grid's corrupt kinds as a tuple (() when absent); a GraftError naming `what` otherwise."""
+    from graft.train.corrupt import parse_corrupt
+
+    return parse_corrupt(None if value is None else str(value), what)
+
+
+def epoch_audio_factor(speed_perturb: bool, factors: tuple[float, ...] | None = None,
+                       corrupt: tuple[str, ...] = ()) -> float:
+    """Audio of an epoch over the manifest's: 1, with the speed-perturbed copies 1 + sum(1 / factor)
+    (1 + 1/0.9 + 1/1.1 by default), plus 1 for each kind of corrupted copy (graft.train.corrupt)."""
+    extra = float(len(corrupt))
     if not speed_perturb:
-        return 1.0
+        return 1.0 + extra
     from graft.train.data import SPEED_FACTORS, speed_audio_factor
 
-    return speed_audio_factor(factors or SPEED_FACTORS)
+    return speed_audio_factor(factors or SPEED_FACTORS) + extra
 
 
 def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[GridModel]:
@@ -186,10 +198,13 @@ def expand(grid: dict, fbank_dir: Path, allow_missing: bool = False) -> list[Gri
     methods, ab_methods = grid["methods"].split(), grid["ablation_methods"].split()
     perturb = bool(grid.get("speed_perturb"))
     factors = grid.get("speed_factors")
-    copies = epoch_audio_factor(perturb, factors)
+    corrupt = tuple(grid.get("corrupt") or ())
+    copies = epoch_audio_factor(perturb, factors, corrupt)
     opts = grid["train_opts"] + (" --speed-perturb true" if perturb else "")
     if perturb and factors:
         opts += " --speed-factors " + ",".join(f"{f:g}" for f in factors)
+    if corrupt:
+        opts += " --corrupt " + ",".join(corrupt)
     minutes_cache: dict[str, float] = {}
 
     def model(name: str, group: str, preset: str, size: str, meth: list[str],
@@ -254,6 +269,9 @@ def main() -> None:
                    help="override the grid's speed_perturb (0.9x/1.1x copies, counted in the budget)")
     p.add_argument("--speed-factors", default=None, metavar="FACTORS",
                    help="override the grid's speed_factors, e.g. '0.8 0.9 1.1 1.2' (with speed_perturb)")
+    p.add_argument("--corrupt", default=None, metavar="KINDS",
+                   help="override the grid's corrupt: 'reverb', 'noise', 'reverb noise' or none (copies counted "
+                        "in the budget)")
     p.add_argument("--seeds", default=None, metavar="N",
                    help="override the grid's seeds: train the main transfer and the scratch model of every size "
                         "with seeds 0 .. N-1 (the report gives the seed means and spread)")
@@ -270,6 +288,8 @@ def main() -> None:
         grid["speed_perturb"] = args.speed_perturb == "true"
     if args.speed_factors is not None:
         grid["speed_factors"] = check_speed_factors(args.speed_factors)
+    if args.corrupt is not None:
+        grid["corrupt"] = check_corrupt(args.corrupt)
     if args.seeds is not None:
         grid["seeds"] = check_seeds(args.seeds, "--seeds")
     for m in expand(grid, args.fbank_dir, args.allow_missing):

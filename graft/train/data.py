@@ -20,7 +20,9 @@ own extractor (graft.data.features.make_extractor), so both kinds of cuts match.
 the cuts' recordings (audio files) readable at training time. Reading, resampling and the
 fbank cost 21-35 ms per 30 s batch on the demo's machine, up to a sixth of a step, so the
 dataset keeps each copy's features (float32, exactly what it computed) for the later epochs, up
-to FEATURE_CACHE_MB per process; beyond that it computes them again each epoch.
+to FEATURE_CACHE_MB per process; beyond that it computes them again each epoch. The noisy and
+reverberant copies of graft.train.corrupt (`--corrupt`) take the same path: a cut whose
+`custom["corrupt"]` holds a recipe gets it applied to its audio before the fbank.
 
 Filtering: a cut is dropped (and counted by reason) when it has no supervision or no tokens,
 is shorter/longer than the duration limits, or has fewer encoder frames (after subsampling)
@@ -45,6 +47,7 @@ from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler, SpecAugmen
 from lhotse.utils import LOG_EPSILON
 
 from graft.data.features import make_extractor
+from graft.train.corrupt import corrupt_audio
 from graft.lang.langdir import LangDir
 from graft.train.freq_warp import FreqWarp
 from graft.utils.errors import GraftError, MissingStageError, require_file
@@ -250,9 +253,12 @@ class AsrDataset(torch.utils.data.Dataset):
             audio = cut.load_audio()
         except Exception as e:  # the audio of a speed-perturbed copy: soundfile raises many types
             raise GraftError(f"cannot read the audio of cut {cut.id} ({type(e).__name__}: "
-                             f"{' '.join(str(e).split())[:200]}): speed perturbation reads the corpus "
-                             f"audio the stage-1 manifests name; restore it, or train without "
-                             f"--speed-perturb") from None
+                             f"{' '.join(str(e).split())[:200]}): speed perturbation and --corrupt read "
+                             f"the corpus audio the stage-1 manifests name; restore it, or train without "
+                             f"--speed-perturb and --corrupt") from None
+        recipe = (cut.custom or {}).get("corrupt")
+        if recipe:
+            audio = corrupt_audio(audio, cut.sampling_rate, recipe)
         feats = np.asarray(self.fbank.extract(audio, cut.sampling_rate), dtype=np.float32)
         if self.cache_bytes + feats.nbytes <= self.cache_limit:
             self.cache[cut.id] = feats

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from lhotse import CutSet
 from lhotse.dataset import SpecAugment
 from torch import Tensor, nn
 
@@ -71,6 +72,7 @@ from graft.train.data import (AsrDataset, add_speed_perturbed, cut_text, filter_
 from graft.train.ddp import (DistInfo, all_gather_object, all_reduce_max, all_reduce_sum,
                              init_distributed, wrap_model)
 from graft.train.early_stop import PLATEAU_WER, EarlyStop, greedy_hypotheses, word_errors, write_summary
+from graft.train.corrupt import corrupted_copies, parse_corrupt
 from graft.train.freq_warp import FreqWarp
 from graft.train.optim import build_optimizer, clip_grad_norm
 from graft.train.options import TrainConfig
@@ -209,11 +211,18 @@ class Trainer:
         cuts = load_cuts(c.cuts_train, "training")
         n_orig = len(cuts)
         feature_dim = next(iter(cuts)).num_features if n_orig else 80
+        originals = cuts
         if c.speed_perturb:
             factors = parse_speed_factors(c.speed_factors)
             cuts = add_speed_perturbed(cuts, factors)
             copies = ", ".join(f"x{f:g}" for f in factors)
             log.info(f"speed perturbation: {n_orig} cuts -> {len(cuts)} ({copies} copies; fbank on the fly)")
+        kinds = parse_corrupt(c.corrupt)
+        if kinds:
+            n = len(cuts)
+            cuts = CutSet.from_cuts(list(cuts) + list(corrupted_copies(originals, kinds, c.seed)))
+            log.info(f"corrupted copies: {n} cuts -> {len(cuts)} (one {' and one '.join(kinds)} copy of each of "
+                     f"the {n_orig} cuts; fbank on the fly)")
         frames = encoder_frames_fn(self.model)
         cuts, report = filter_cuts(cuts, self.lang, frames, c.min_cut_duration, c.max_cut_duration,
                                    ctc=c.ctc_weight > 0)

@@ -54,6 +54,7 @@ class TrainConfig:
     spec_augment_from_epoch: int
     speed_perturb: bool
     speed_factors: str
+    corrupt: str
     freq_warp: float
     min_cut_duration: float
     max_cut_duration: float
@@ -102,6 +103,8 @@ HELP: dict[str, str] = {
     "spec_augment_from_epoch": "first epoch (1-based) with SpecAugment, when spec_augment is true",
     "speed_perturb": "add speed-perturbed copies of training cuts (--speed-factors), fbank on the fly (true/false)",
     "speed_factors": "speeds of the --speed-perturb copies, e.g. '0.9 1.1' (each adds 1/factor of the audio)",
+    "corrupt": "add corrupted copies of training cuts: 'reverb', 'noise' or 'reverb noise' (synthetic room "
+               "reverberation, coloured noise at 10-30 dB SNR; graft/train/corrupt.py), fbank on the fly",
     "freq_warp": "vocal-tract-length perturbation: warp each training utterance's mel axis by a factor "
                  "~ U(1 - x, 1 + x) (graft/train/freq_warp.py; 0: off, e.g. 0.1)",
     "min_cut_duration": "drop training cuts shorter than this (seconds)",
@@ -207,6 +210,9 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
     from graft.train.data import parse_speed_factors
 
     conf.speed_factors = " ".join(f"{f:g}" for f in parse_speed_factors(conf.speed_factors))  # one spelling
+    from graft.train.corrupt import parse_corrupt
+
+    conf.corrupt = " ".join(parse_corrupt(conf.corrupt))     # one spelling ("" when off)
     from graft.train.freq_warp import MAX_WARP
 
     if conf.freq_warp >= MAX_WARP:
