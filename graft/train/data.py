@@ -47,8 +47,8 @@ from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler, SpecAugmen
 from lhotse.utils import LOG_EPSILON
 
 from graft.data.features import make_extractor
-from graft.train.corrupt import corrupt_audio
 from graft.lang.langdir import LangDir
+from graft.train.corrupt import corrupt_audio
 from graft.train.freq_warp import FreqWarp
 from graft.utils.errors import GraftError, MissingStageError, require_file
 from graft.utils.logging import get_logger

@@ -67,12 +67,12 @@ from graft.train.average import RunningAverage
 from graft.train.checkpoint import (compare_state_dict, latest_checkpoint, prune_step_checkpoints,
                                     read_checkpoint, remove_stale_temporaries, save_checkpoint)
 from graft.lang.langdir import LangDir
+from graft.train.corrupt import corrupted_copies, parse_corrupt
 from graft.train.data import (AsrDataset, add_speed_perturbed, cut_text, filter_cuts, load_cuts,
                               make_dev_sampler, make_loader, make_train_sampler, parse_speed_factors)
 from graft.train.ddp import (DistInfo, all_gather_object, all_reduce_max, all_reduce_sum,
                              init_distributed, wrap_model)
 from graft.train.early_stop import PLATEAU_WER, EarlyStop, greedy_hypotheses, word_errors, write_summary
-from graft.train.corrupt import corrupted_copies, parse_corrupt
 from graft.train.freq_warp import FreqWarp
 from graft.train.optim import build_optimizer, clip_grad_norm
 from graft.train.options import TrainConfig
