@@ -150,9 +150,10 @@ def matmul_roofline(frames: int, dims: list[tuple[int, int]], dtype: torch.dtype
 
 # ---------------------------------------------------------------------------- bare steps
 def make_model(preset: str, vocab: int, dropout_impl: str, shared: bool | None = None,
-               dropout: float | None = None):
+               dropout: float | None = None, planar: bool = False):
     """The preset's model; `shared` overrides its dropout_shared_time, `dropout` its dropout and
-    ctc_dropout (the training option --dropout; None: the preset's)."""
+    ctc_dropout (the training option --dropout; None: the preset's); `planar`: the depthwise
+    convolutions in their transposing reference layout (the step before issue 15)."""
     from graft.model.build import build_model, load_model_conf, with_dropout
     from graft.model.dropout import set_dropout_impl
 
@@ -162,6 +163,8 @@ def make_model(preset: str, vocab: int, dropout_impl: str, shared: bool | None =
         conf["dropout_shared_time"] = shared
     model = build_model(conf, vocab)
     set_dropout_impl(model, dropout_impl)
+    for layer in model.encoder.layers:
+        layer.conv.planar = planar
     return model.train()
 
 
@@ -299,7 +302,7 @@ def run_loop(cuts: Path, lang_dir: Path, preset: str, steps: int, max_duration: 
     torch.set_num_threads(threads)
     lang = load_lang_dir(lang_dir)
     model = make_model(preset, lang.vocab_size, "torch" if before else "fast", shared=False if before else shared,
-                       dropout=dropout)
+                       dropout=dropout, planar=before)
     exp = Path(tempfile.mkdtemp(dir=workdir, prefix="exp-"))
     conf = loop_conf(cuts, lang_dir, exp, preset, max_duration, amp="false" if before else "auto",
                      num_workers=num_workers, **({"num_buckets": num_buckets} if num_buckets else {}),
@@ -535,7 +538,7 @@ def main() -> None:
     from graft.lang.langdir import load_lang_dir
 
     vocab = load_lang_dir(lang_dir).vocab_size
-    fp32_model = make_model(args.preset, vocab, "torch", shared=False)
+    fp32_model = make_model(args.preset, vocab, "torch", shared=False, planar=True)
     fast_model = make_model(args.preset, vocab, "fast", shared=False)
     off, auto = resolve_amp("false", "cpu"), resolve_amp("auto", "cpu")
     shared_model = make_model(args.preset, vocab, "fast", shared=True)

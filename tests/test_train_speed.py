@@ -199,6 +199,40 @@ def test_bf16_autocast_losses_match_fp32():
     assert cos > 0.995 and torch.isfinite(g16).all()
 
 
+# ---- depthwise convolution layout ------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_last_depthwise_equals_the_planar_convolution(dtype):
+    from graft.model.convolution import ConvModule
+
+    torch.manual_seed(0)
+    conv = ConvModule(dim=24, kernel_size=7)
+    x = torch.randn(3, 40, 24, dtype=dtype)
+    outs, grads = {}, {}
+    for planar in (True, False):
+        conv.planar = planar
+        conv.zero_grad()
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            y = conv._depthwise(xi)
+        (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outs[planar], grads[planar] = y, (xi.grad, conv.depthwise.weight.grad, conv.depthwise.bias.grad)
+    assert outs[False].shape == (3, 40, 24) and outs[False].dtype == outs[True].dtype
+    # the same function: oneDNN's two kernels may sum in another order (at the `small` model's
+    # shapes the loss and all but the bias gradients are bit-equal: bench/bench_depthwise.py)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(outs[False], outs[True], **tol)
+    for g_last, g_planar in zip(grads[False], grads[True]):      # input, weight, bias
+        torch.testing.assert_close(g_last, g_planar, **tol)
+    # frame t sees frames t-3 .. t+3 only (kernel 7): a change at frame 20 moves outputs 17..23
+    conv.planar = False
+    x = x.float()
+    x2 = x.clone()
+    x2[:, 20] += 1.0
+    with torch.no_grad():
+        moved = (conv._depthwise(x2) != conv._depthwise(x)).any(dim=2).any(dim=0)
+    assert moved.nonzero().flatten().tolist() == list(range(17, 24))
+
+
 # ---- optimizer and clipping ------------------------------------------------------------------
 def test_fused_optimizer_and_clipping_match_torch():
     model, _ = tiny_model(64)
