@@ -49,6 +49,8 @@ def main() -> None:
     p.add_argument("--lm-order", type=int, help="n-gram order (1..5)")
     p.add_argument("--prune-threshold", type=float,
                    help="entropy-prune the LM (orders >= 2) at this threshold, e.g. 1e-7")
+    p.add_argument("--word-list-weight", type=float,
+                   help="one-word lines of --lm-text are a word list, mixed in as a unigram at this weight (0: sentences)")
     p.add_argument("--out-dir", required=True, type=Path, help="the lang dir to write")
     apply_conf_defaults(p, "lang", own=("language", "manifest_dir", "lm_text", "out_dir"))
     args = p.parse_args()
@@ -68,7 +70,7 @@ def main() -> None:
     bpe_info = prepare_bpe(args.out_dir, args.language, texts["train"], vocab_size=args.vocab_size)
     info = prepare_lm(args.out_dir, texts["train"], lm_texts, texts["dev"], texts["test"],
                       lm_order=args.lm_order, prune_threshold=args.prune_threshold,
-                      extra_eval_texts=optional)
+                      extra_eval_texts=optional, word_list_weight=args.word_list_weight)
     from graft.lang.langdir import lm_dir_name
 
     lm_dir = args.out_dir / lm_dir_name(args.lm_order, args.prune_threshold)

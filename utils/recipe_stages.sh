@@ -84,7 +84,7 @@ lang_stage() {
   [ -n "$lm_text" ] && [ -f "$lm_text" ] && args=(--lm-text "$lm_text")
   for split in train $(eval_splits $m); do sups="$sups $m/supervisions_$split.jsonl.gz"; done
   step "stage3_lang_${lang}_bpe${vocab}_lm${order}" "$(lm_dir $lang $vocab $order)/lm.json" \
-    --inputs "${sups# } $lm_text" \
+    --inputs "${sups# } $lm_text $GRAFT_ROOT/conf/lang.yaml" \
     python $GRAFT_ROOT/steps/prepare_lang.py --language $lang --manifest-dir $m \
       "${args[@]}" --vocab-size $vocab --lm-order $order --out-dir $(lang_dir $lang $vocab)
 }

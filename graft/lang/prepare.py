@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Iterable
 
 from graft.lang import bpe, graphs, lexicon, ngram
+from graft.lang import word_list as word_list_mod
 from graft.lang.langdir import LangDir, load_lang_dir, lm_dir_name
 from graft.utils.errors import GraftError
 from graft.utils.io import atomic_dir, atomic_write
@@ -154,8 +155,14 @@ def prepare_lm(
     lm_order: int = 3,
     prune_threshold: float | None = None,
     extra_eval_texts: dict[str, Iterable[str]] | None = None,
+    word_list_weight: float = 0.0,
 ) -> dict:
     """Build the LM dir of (lm_order, prune_threshold) below the BPE lang dir; return its lm.json.
+
+    `word_list_weight` > 0: the one-word lines of `lm_texts` are a word list (e.g. inflected
+    forms), not sentences: the n-gram is trained on the other lines and the transcripts, then
+    interpolated with a unigram over every word at this weight (graft.lang.word_list); 0, or
+    no one-word line: every line is a sentence of one n-gram model.
 
     `extra_eval_texts` (e.g. {"test_unseen": [...]}) get a coverage entry beside dev and test
     (evaluated only, never trained on).
@@ -174,6 +181,9 @@ def prepare_lm(
         raise GraftError(f"the training text for {language} is empty: nothing to build an LM from")
     if not 1 <= lm_order <= 5:
         raise GraftError(f"LM order must be 1..5 (kaldingram), got {lm_order}")
+    if not 0.0 <= word_list_weight < 1.0:
+        raise GraftError(f"the word-list weight must be in [0, 1) (conf/lang.yaml word_list_weight), "
+                         f"got {word_list_weight}")
     out_dir = lang.path / lm_dir_name(lm_order, prune_threshold)
 
     with atomic_dir(out_dir) as tmp:
@@ -189,12 +199,20 @@ def prepare_lm(
         seconds["lexicon"] = round(time.time() - t, 2)
 
         t = time.time()
+        sentences, word_list = (word_list_mod.split_word_list(extra) if word_list_weight > 0
+                                else (extra, []))
         lm_text = tmp / "lm_train_text.txt"
-        lm_text.write_text("\n".join(train + extra) + "\n", encoding="utf-8")
+        lm_text.write_text("\n".join(train + sentences) + "\n", encoding="utf-8")
         arpa = tmp / "lm.arpa"
         ngram_counts = ngram.train_arpa(lm_text, arpa, lm_order, prune_threshold)
         lm_text.unlink()
         lm = ngram.ArpaLM.read(arpa)
+        if word_list:
+            unigram = word_list_mod.unigram_probs(train + sentences, word_list)
+            lm = word_list_mod.mix_unigram(lm, unigram, word_list_weight)
+            ngram_counts = word_list_mod.write_arpa(lm, arpa)
+            log.info("%s LM: %d word-list entries mixed in as a unigram at weight %g",
+                     language, len(word_list), word_list_weight)
         missing = lm.vocab - set(words)
         if missing:
             raise GraftError(f"{len(missing)} ARPA words are not in words.txt, e.g. {sorted(missing)[:5]}")
@@ -219,7 +237,9 @@ def prepare_lm(
             "lm_prune_threshold": prune_threshold,
             "lm_ngrams": ngram_counts,
             "train_sentences": len(train),
-            "lm_text_sentences": len(extra),
+            "lm_text_sentences": len(extra) - len(word_list),
+            "word_list_entries": len(word_list),
+            "word_list_weight": word_list_weight if word_list else 0.0,
             "lm_text_sha": text_hash(train + extra),
             "graph_labels": {
                 "input": "token id + 1 (0 is epsilon)",
