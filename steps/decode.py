@@ -80,6 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _outputs(root: Path) -> list[Path]:
+    """What `root` holds but the stage stamps (`.<step>.stamp`, utils/stage.sh writes its running
+    stamp there before this step starts)."""
+    if not root.is_dir():
+        return []
+    return [p for p in root.iterdir() if not (p.name.startswith(".") and p.name.endswith(".stamp"))]
+
+
+def _empty(root: Path) -> None:
+    """Remove the outputs in `root`, keeping the stage stamps."""
+    for p in _outputs(root):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
 def prepare_decode_dir(root: Path, record: dict) -> None:
     """Make `root` agree with `record`, then write it: a changed shared setting (the checkpoints,
     the beams, ...) empties `root`; a changed setting of one method (METHOD_KEYS) removes only the
@@ -97,7 +114,7 @@ def prepare_decode_dir(root: Path, record: dict) -> None:
         if changed:
             log.warning("%s was decoded with other settings (%s): emptying it first", root,
                         ", ".join(f"{k}: {old.get(k)!r} -> {record.get(k)!r}" for k in changed))
-            shutil.rmtree(root)
+            _empty(root)
         else:
             methods = set(old.get("methods", []))
             for k in stale:
@@ -112,9 +129,9 @@ def prepare_decode_dir(root: Path, record: dict) -> None:
                 if record.get(k) is None and k not in stale:
                     record[k] = old.get(k)
             record["sets"] = {**old.get("sets", {}), **record["sets"]}
-    elif root.is_dir() and any(root.iterdir()):
+    elif _outputs(root):
         log.warning("%s holds outputs without a decode.json (an older Graft?): emptying it first", root)
-        shutil.rmtree(root)
+        _empty(root)
     root.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as f:
         json.dump(record, f, indent=2)

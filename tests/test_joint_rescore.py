@@ -126,3 +126,30 @@ def test_a_changed_method_setting_removes_only_that_methods_outputs(tmp_path: Pa
     # another checkpoint: everything goes
     step.prepare_decode_dir(root, base | {"checkpoints": ["epoch-3.pt"], "methods": ["greedy"]})
     assert [p.name for p in root.iterdir()] == ["decode.json"]
+
+
+def test_the_stage_stamp_is_no_output_and_survives_emptying(tmp_path: Path, caplog) -> None:
+    """utils/stage.sh writes its running stamp into the decode dir before steps/decode.py starts:
+    a fresh dir holding only that stamp is not "outputs of an older Graft", and emptying a dir
+    for changed settings keeps the stamp (a killed decode then resumes as the stamp says)."""
+    step = load_decode_step()
+    root = tmp_path / "decode_epoch2_avg1"
+    root.mkdir()
+    stamp = root / ".stage6_decode_m.stamp"
+    stamp.write_text("running\n")
+    base = {k: None for k in step.RECORD_KEYS} | {"checkpoints": ["epoch-2.pt"], "beam": 4, "methods": ["greedy"], "sets": {}}
+    with caplog.at_level("WARNING"):
+        step.prepare_decode_dir(root, dict(base))
+    assert "older Graft" not in caplog.text and stamp.read_text() == "running\n"
+    (root / "greedy" / "dev").mkdir(parents=True)
+    (root / ".tmp-dev-x").mkdir()                                    # a killed run's temporary dir
+    with caplog.at_level("WARNING"):
+        step.prepare_decode_dir(root, base | {"checkpoints": ["epoch-3.pt"]})
+    assert "decoded with other settings (checkpoints" in caplog.text
+    assert sorted(p.name for p in root.iterdir()) == [".stage6_decode_m.stamp", "decode.json"]
+    (root / "decode.json").unlink()
+    (root / "greedy").mkdir()
+    with caplog.at_level("WARNING"):
+        step.prepare_decode_dir(root, dict(base))
+    assert "holds outputs without a decode.json" in caplog.text and stamp.is_file()
+    assert not (root / "greedy").exists()
