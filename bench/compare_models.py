@@ -12,6 +12,8 @@ every method and set the WER of each (at the LM weight chosen on dev, `selection
 paired bootstrap of WER(A) - WER(B) over the set's utterances (graft.score.bootstrap: negative =
 A better; 1000 resamples) go to <out>.md and <out>.json; <out>.png overlays the training and
 validation losses of both (from the last epoch checkpoint's history) and their training rates.
+With --decode-only (one trained model decoded two ways, e.g. bench/lm_ablation.sh) there are no
+training figures and <out>.png shows the two WERs of every method and set instead.
 """
 from __future__ import annotations
 
@@ -79,6 +81,25 @@ def plot(ha: dict, hb: dict, name_a: str, name_b: str, out_png: Path) -> None:
     save_figure(fig, out_png)
 
 
+def plot_wer(rows: list[dict], name_a: str, name_b: str, out_png: Path) -> None:
+    """Grouped bars: the WER of A and B for every (method, set) row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows) + 2), 4.5), dpi=100)
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [r["wer_a"] for r in rows], width=0.4, color="tab:blue", label=name_a)
+    ax.bar([x + 0.2 for x in xs], [r["wer_b"] for r in rows], width=0.4, color="tab:orange", label=name_b)
+    ax.set_xticks(list(xs), [f"{r['method']}\n{r['set']}" for r in rows], fontsize=8)
+    ax.set_ylabel("WER (%)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, out_png)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--a", type=Path, required=True)
@@ -88,6 +109,8 @@ def main() -> None:
     ap.add_argument("--methods", default="greedy beam ctc-hlg")
     ap.add_argument("--sets", default="dev test")
     ap.add_argument("--out", type=Path, required=True, help="output path without extension")
+    ap.add_argument("--decode-only", action="store_true",
+                    help="A and B are one trained model decoded two ways: no training figures, WER bars")
     args = ap.parse_args()
     ra, rb = decode_root(args.a), decode_root(args.b)
     rows = []
@@ -99,11 +122,15 @@ def main() -> None:
             rows.append({"method": method, "set": set_name, "utterances": r.utterances,
                          "wer_a": r.wer_a, "wer_b": r.wer_b, "delta": r.delta, "lo": r.lo, "hi": r.hi,
                          "p_a_better": r.p_better})
-    ha, hb = history(args.a), history(args.b)
-    rates = {args.a_name: train_rates(args.a), args.b_name: train_rates(args.b)}
-    med = {k: (sorted(v)[len(v) // 2] if v else None) for k, v in rates.items()}
-    valid = {args.a_name: ha.get("valid", []), args.b_name: hb.get("valid", [])}
-    plot(ha, hb, args.a_name, args.b_name, args.out.with_suffix(".png"))
+    if args.decode_only:
+        med, valid = {}, {}
+        plot_wer(rows, args.a_name, args.b_name, args.out.with_suffix(".png"))
+    else:
+        ha, hb = history(args.a), history(args.b)
+        rates = {args.a_name: train_rates(args.a), args.b_name: train_rates(args.b)}
+        med = {k: (sorted(v)[len(v) // 2] if v else None) for k, v in rates.items()}
+        valid = {args.a_name: ha.get("valid", []), args.b_name: hb.get("valid", [])}
+        plot(ha, hb, args.a_name, args.b_name, args.out.with_suffix(".png"))
     result = {"a": str(args.a), "b": str(args.b), "a_name": args.a_name, "b_name": args.b_name,
               "decode_a": str(ra), "decode_b": str(rb), "rows": rows, "median_train_rate": med, "valid": valid}
     with atomic_write(args.out.with_suffix(".json")) as f:
@@ -118,11 +145,15 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['method']} | {r['set']} | {r['wer_a']:.2f} | {r['wer_b']:.2f} | {r['delta']:+.2f} | "
                      f"[{r['lo']:+.2f}, {r['hi']:+.2f}] | {r['p_a_better']:.3f} |")
-    lines += ["", "Validation loss per epoch (step, loss): "
-              + "; ".join(f"{k}: " + ", ".join(f"{v:.3f}" for _, v in vals) for k, vals in valid.items()),
-              "", "Median training rate logged (audio s/s): "
-              + ", ".join(f"{k} {v:.1f}" if v else f"{k} -" for k, v in med.items()), "",
-              f"![training curves]({args.out.with_suffix('.png').name})", ""]
+    if args.decode_only:
+        lines += ["", "One trained model decoded two ways: no training figures.", "",
+                  f"![WER per method and set]({args.out.with_suffix('.png').name})", ""]
+    else:
+        lines += ["", "Validation loss per epoch (step, loss): "
+                  + "; ".join(f"{k}: " + ", ".join(f"{v:.3f}" for _, v in vals) for k, vals in valid.items()),
+                  "", "Median training rate logged (audio s/s): "
+                  + ", ".join(f"{k} {v:.1f}" if v else f"{k} -" for k, v in med.items()), "",
+                  f"![training curves]({args.out.with_suffix('.png').name})", ""]
     md = "\n".join(lines)
     with atomic_write(args.out.with_suffix(".md")) as f:
         f.write(md)

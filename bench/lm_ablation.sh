@@ -55,6 +55,6 @@ step "lm_ablation_decode_$name" "$root_dir/rtf.json" --inputs "$ref/epoch-$epoch
   python $GRAFT_ROOT/steps/decode.py --exp-dir $exp --lm-dir $new_lang/lm_${order}gram --sets "${sets# }" \
     --methods "$methods" --epoch $epoch --avg $avg
 score_stage $exp "$methods" $avg
-python $GRAFT_ROOT/bench/compare_models.py --a $ref --a-name "${A_NAME:-the recipe's LM}" \
-  --b $exp --b-name "${B_NAME:-LM $*}" --methods "$methods" --sets "${SETS:-dev test test_unseen}" \
+python $GRAFT_ROOT/bench/compare_models.py --a $ref --a-name "${A_NAME:-the recipe LM}" \
+  --b $exp --b-name "${B_NAME:-LM $*}" --decode-only --methods "$methods" --sets "${SETS:-dev test test_unseen}" \
   --out $GRAFT_ROOT/bench/results/${OUT:-demo_${lang}_lm_$name}
