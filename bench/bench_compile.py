@@ -20,10 +20,8 @@ operator (self CPU time). Writes bench/results/compile.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +32,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 import bench_train as bt  # noqa: E402
-from graft.utils.io import atomic_write  # noqa: E402
 
 # operator -> group of the profile table
 GROUPS = {"matrix products": ("aten::mm", "aten::addmm", "aten::bmm"),
@@ -64,26 +61,9 @@ def profile_groups(step, reps: int = 5) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="small")
-    ap.add_argument("--reps", type=int, default=12)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--vocab-size", type=int, default=150)
-    ap.add_argument("--workdir", default=None, help="keep the generated data here (default: a temporary dir)")
+    bt.add_step_args(ap, reps=12)
     args = ap.parse_args()
-    from graft.lang.langdir import load_lang_dir
-    from graft.train.amp import resolve_amp
-    from graft.train.kernels import enlarge_kernel_cache
-    from graft.train.malloc import keep_freed_memory
-
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-compile-")).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    cuts, lang_dir, source = bt.demo_like_data(workdir, args.vocab_size)
-    torch.set_num_threads(args.threads)
-    enlarge_kernel_cache()
-    keep_freed_memory()
-    batch = bt.bare_batch(lang_dir, cuts)
-    vocab = load_lang_dir(lang_dir).vocab_size
-    amp = resolve_amp("auto", "cpu")
+    batch, vocab, amp, source = bt.step_setup(args, "bench-compile-")
     models = {"eager, graft dropout": bt.make_model(args.preset, vocab, "fast"),
               "eager, --dropout 0": bt.make_model(args.preset, vocab, "fast", dropout=0.0),
               "compiled, torch dropout": bt.make_model(args.preset, vocab, "torch"),
@@ -120,13 +100,8 @@ def main() -> None:
     base0 = statistics.median(times["eager, --dropout 0"])
     ratios = {"compiled torch dropout / eager graft dropout (speed)": base / statistics.median(times["compiled, torch dropout"]),
               "compiled --dropout 0 / eager --dropout 0 (speed)": base0 / statistics.median(times["compiled, --dropout 0"])}
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": bt._cpu_name(), "torch": torch.__version__,
-              "threads": args.threads, "amp": "bf16 autocast" if amp.enabled else "fp32", "data": source,
-              "preset": args.preset, "batch": f"{batch[0].shape[0]} x {batch[0].shape[1] / 100:g} s",
-              "rows": rows, "new_shape_first_step_s": new_shape, "profile_ms_per_step": prof, "ratios": ratios}
-    out = ROOT / "bench/results"
-    with atomic_write(out / "compile.json") as f:
-        json.dump(result, f, indent=2)
+    result = bt.step_record(args, amp, source, batch, rows=rows, new_shape_first_step_s=new_shape,
+                            profile_ms_per_step=prof, ratios=ratios)
     lines = [f"# torch.compile on the training step: preset `{args.preset}`", "",
              f"{result['date']}, {result['cpu']} ({args.threads} threads, torch {result['torch']}, "
              f"{result['amp']}). Bare step of {result['batch']} (forward + backward, pruned RNN-T + 0.2 CTC, "
@@ -143,10 +118,7 @@ def main() -> None:
               "itself adds some):", "", "| operators | ms / step | share |", "| --- | ---: | ---: |"]
     total = sum(prof.values())
     lines += [f"| {g} | {v:.1f} | {v / total:.0%} |" for g, v in sorted(prof.items(), key=lambda kv: -kv[1])]
-    md = "\n".join(lines) + "\n"
-    with atomic_write(out / "compile.md") as f:
-        f.write(md)
-    print(md)
+    bt.save_results("compile", result, lines)
 
 
 if __name__ == "__main__":

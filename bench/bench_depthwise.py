@@ -18,10 +18,8 @@ Writes bench/results/depthwise_layout.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +30,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 import bench_train as bt  # noqa: E402
-from graft.utils.io import atomic_write  # noqa: E402
 
 LAYOUTS = {"planar": True, "channels-last": False}
 
@@ -73,26 +70,9 @@ def op_steps(model, shape: tuple[int, int, int], layers: int) -> dict[str, calla
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="small")
-    ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--vocab-size", type=int, default=150)
-    ap.add_argument("--workdir", default=None, help="keep generated data here (default: a temporary dir)")
+    bt.add_step_args(ap, reps=20)
     args = ap.parse_args()
-    from graft.lang.langdir import load_lang_dir
-    from graft.train.amp import resolve_amp
-    from graft.train.kernels import enlarge_kernel_cache
-    from graft.train.malloc import keep_freed_memory
-
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-depthwise-")).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    cuts, lang_dir, source = bt.demo_like_data(workdir, args.vocab_size)
-    torch.set_num_threads(args.threads)
-    enlarge_kernel_cache()
-    keep_freed_memory()
-    batch = bt.bare_batch(lang_dir, cuts)
-    vocab = load_lang_dir(lang_dir).vocab_size
-    amp = resolve_amp("auto", "cpu")
+    batch, vocab, amp, source = bt.step_setup(args, "bench-depthwise-")
     audio = batch[0].shape[0] * batch[0].shape[1] / 100
 
     exact = exactness(args.preset, vocab, batch, amp)
@@ -113,13 +93,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     ratio = {"step speed, channels-last / planar": rows[0]["step_s"] / rows[1]["step_s"],
              "depthwise alone, channels-last / planar (speed)": rows[0]["op_ms"] / rows[1]["op_ms"]}
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": bt._cpu_name(), "torch": torch.__version__,
-              "threads": args.threads, "amp": "bf16 autocast" if amp.enabled else "fp32", "data": source,
-              "preset": args.preset, "batch": f"{batch[0].shape[0]} x {batch[0].shape[1] / 100:g} s",
-              "op_shape": list(shape), "layers": n_layers, "rows": rows, "ratios": ratio, "exactness": exact}
-    out = ROOT / "bench/results"
-    with atomic_write(out / "depthwise_layout.json") as f:
-        json.dump(result, f, indent=2)
+    result = bt.step_record(args, amp, source, batch, op_shape=list(shape), layers=n_layers, rows=rows,
+                            ratios=ratio, exactness=exact)
     lines = [f"# Depthwise convolution layout: preset `{args.preset}`", "",
              f"{result['date']}, {result['cpu']} ({args.threads} threads, torch {result['torch']}, {result['amp']}). "
              f"Bare training step of {result['batch']} (forward + backward, pruned RNN-T + 0.2 CTC, the preset's "
@@ -133,9 +108,7 @@ def main() -> None:
               f"{exact['gradients_equal']} of {exact['gradients']} gradients equal to the last bit; differing: "
               f"{', '.join(exact['differing']) or 'none'} (largest relative difference "
               f"{exact['max_relative_difference']:.1e})."]
-    with atomic_write(out / "depthwise_layout.md") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    bt.save_results("depthwise_layout", result, lines)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,53 @@ def bare_batch(lang_dir: Path, cuts_path: Path, batch: int = 6, seconds: float =
     return feats, torch.full((batch,), frames, dtype=torch.int64), tokens
 
 
+def add_step_args(ap, reps: int) -> None:
+    """The options of the bare-step benchmarks (bench_compile.py, bench_depthwise.py)."""
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--reps", type=int, default=reps)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vocab-size", type=int, default=150)
+    ap.add_argument("--workdir", default=None, help="keep the generated data here (default: a temporary dir)")
+
+
+def step_setup(args, prefix: str):
+    """(batch, vocab size, amp, data description) for a bare-step benchmark: the demo's data (or
+    data made in --workdir), the threads, the kernel cache and allocator the trainer sets."""
+    from graft.lang.langdir import load_lang_dir
+    from graft.train.amp import resolve_amp
+    from graft.train.kernels import enlarge_kernel_cache
+    from graft.train.malloc import keep_freed_memory
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix=prefix)).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    cuts, lang_dir, source = demo_like_data(workdir, args.vocab_size)
+    torch.set_num_threads(args.threads)
+    enlarge_kernel_cache()
+    keep_freed_memory()
+    batch = bare_batch(lang_dir, cuts)
+    return batch, load_lang_dir(lang_dir).vocab_size, resolve_amp("auto", "cpu"), source
+
+
+def step_record(args, amp, source: str, batch, **fields) -> dict:
+    """The header of a bare-step benchmark's JSON: when, where, what, then `fields`."""
+    return {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": _cpu_name(), "torch": torch.__version__,
+            "threads": args.threads, "amp": "bf16 autocast" if amp.enabled else "fp32", "data": source,
+            "preset": args.preset, "batch": f"{batch[0].shape[0]} x {batch[0].shape[1] / 100:g} s", **fields}
+
+
+def save_results(name: str, result: dict, lines: list[str]) -> None:
+    """bench/results/<name>.json (`result`) and <name>.md (`lines`), atomically; print the table."""
+    from graft.utils.io import atomic_write
+
+    out = ROOT / "bench/results"
+    with atomic_write(out / f"{name}.json") as f:
+        json.dump(result, f, indent=2)
+    md = "\n".join(lines) + "\n"
+    with atomic_write(out / f"{name}.md") as f:
+        f.write(md)
+    print(md)
+
+
 # ---------------------------------------------------------------------------- roofline
 def matmul_roofline(frames: int, dims: list[tuple[int, int]], dtype: torch.dtype,
                     budget_s: float = 1.0) -> dict[str, Any]:
