@@ -47,7 +47,7 @@ class ConvModule(nn.Module):
         x seen as (N, D, 1, T) is a channels-last 2-D image without a copy, and oneDNN's
         channels-last depthwise kernel takes it as it is, without the two transposing copies
         and the slower planar kernel of `self.depthwise(x.transpose(1, 2))` (the fp32 training
-        step 1.08x as fast on an AVX2 host: bench/results/depthwise_layout.md). Outputs, losses
+        step 1.06-1.11x as fast on an AVX2 host: bench/results/depthwise_layout.md). Outputs, losses
         and gradients are those of the planar path to the last bit, except the bias gradient,
         summed in another order (relative difference ~2e-7). The parameters stay those of
         `self.depthwise`; `planar = True` takes the planar reference path.
