@@ -118,7 +118,7 @@ def main() -> None:
               "itself adds some):", "", "| operators | ms / step | share |", "| --- | ---: | ---: |"]
     total = sum(prof.values())
     lines += [f"| {g} | {v:.1f} | {v / total:.0%} |" for g, v in sorted(prof.items(), key=lambda kv: -kv[1])]
-    bt.save_results("compile", result, lines)
+    print(bt.save_results("compile", result, lines))
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def main() -> None:
               f"{exact['gradients_equal']} of {exact['gradients']} gradients equal to the last bit; differing: "
               f"{', '.join(exact['differing']) or 'none'} (largest relative difference "
               f"{exact['max_relative_difference']:.1e})."]
-    bt.save_results("depthwise_layout", result, lines)
+    print(bt.save_results("depthwise_layout", result, lines))
 
 
 if __name__ == "__main__":

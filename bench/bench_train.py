@@ -165,17 +165,15 @@ def step_record(args, amp, source: str, batch, **fields) -> dict:
             "preset": args.preset, "batch": f"{batch[0].shape[0]} x {batch[0].shape[1] / 100:g} s", **fields}
 
 
-def save_results(name: str, result: dict, lines: list[str]) -> None:
-    """bench/results/<name>.json (`result`) and <name>.md (`lines`), atomically; print the table."""
-    from graft.utils.io import atomic_write
-
+def save_results(name: str, result: dict, lines: list[str]) -> str:
+    """bench/results/<name>.json (`result`) and <name>.md (`lines`), atomically; returns the markdown."""
     out = ROOT / "bench/results"
     with atomic_write(out / f"{name}.json") as f:
         json.dump(result, f, indent=2)
     md = "\n".join(lines) + "\n"
     with atomic_write(out / f"{name}.md") as f:
         f.write(md)
-    print(md)
+    return md
 
 
 # ---------------------------------------------------------------------------- roofline
@@ -486,9 +484,6 @@ def _fmt(v: Any, spec: str) -> str:
 
 def write_results(result: dict[str, Any], name: str = "train") -> str:
     """bench/results/<name>.{json,md}; returns the markdown."""
-    out = ROOT / "bench/results"
-    with atomic_write(out / f"{name}.json") as f:
-        json.dump(result, f, indent=2)
     r = result
     lines = [f"# Training speed: preset `{r['preset']}` ({r['params_m']} M parameters, vocab {r['vocab_size']})", "",
              f"{r['date']}, {r['cpu']} ({r['cores']} cores, torch {r['torch']}, {r['capability']}), "
@@ -541,10 +536,7 @@ def write_results(result: dict[str, Any], name: str = "train") -> str:
                           ["of bf16 roofline: '-' as this CPU has no native bf16 (its bf16 products are emulated, "
                            "so that roofline is no ceiling for the fp32 rows)"])
     lines += [""] + [f"- {n}" for n in notes]
-    md = "\n".join(lines) + "\n"
-    with atomic_write(out / f"{name}.md") as f:
-        f.write(md)
-    return md
+    return save_results(name, result, lines)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@
 # Usage (after stages 0-7 of the recipe):
 #   bench/lm_ablation.sh NAME [steps/prepare_lang.py options...]
 #   environment: RECIPE (egs/demo/ASR), MODEL (cs_transfer_encoder_decoder_15m), LANG_T (cs),
+#   LM_TEXT (the extra LM text, default data/corpus/<lang>/lm_text.txt),
 #   METHODS (default: the word-level ones, "beam-lex ctc-hlg ctc-hlg-rnnt"), SETS (dev test
 #   test_unseen), OUT (default demo_<lang>_lm_<NAME>), A_NAME / B_NAME (labels)
 # Example: bench/lm_ablation.sh pooled --word-list-weight 0
@@ -29,17 +30,15 @@ ref=exp/$model
 settings=$(decoded_settings $ref)            # the reference's stage-6 LM order and averaging
 read -r order avg last <<< "$settings"
 vocab=$(python -c "import json; print(json.load(open('$ref/lang/lang.json'))['vocab_size'])")
-src_lang=$(lang_dir $lang $vocab) new_lang=data/lang_$name/${lang}_bpe$vocab
-m=data/manifests/$lang
-lm_text=$(ls data/corpus/$lang/lm_text.txt 2>/dev/null || true)
 
-# the lang dir again: the same BPE model (copied: prepare_bpe keeps it), a new LM dir
+# the lang dir again, below data/lang_<NAME>/: the same BPE model (copied: prepare_bpe keeps it),
+# a new LM dir; stage 3 and 6 as the recipe runs them, their logs in exp/log/lm_ablation_<NAME>/
+src_lang=$(lang_dir $lang $vocab)
+lang_root=data/lang_$name log_dir=exp/log/lm_ablation_$name
+new_lang=$(lang_dir $lang $vocab)
 mkdir -p $new_lang
-for f in bpe.model tokens.txt lang.json; do [ -f $new_lang/$f ] || cp $src_lang/$f $new_lang/$f; done
-sups=""; for split in train $(eval_splits $m); do sups="$sups $m/supervisions_$split.jsonl.gz"; done
-step "lm_ablation_lang_$name" "$new_lang/lm_${order}gram/lm.json" --inputs "${sups# } $lm_text" \
-  python $GRAFT_ROOT/steps/prepare_lang.py --language $lang --manifest-dir $m \
-    ${lm_text:+--lm-text $lm_text} --vocab-size $vocab --lm-order $order --out-dir $new_lang "$@"
+for f in bpe.model tokens.txt lang.json; do [ -f $new_lang/$f ] || cp $src_lang/$f $new_lang/; done
+lang_stage $lang $vocab $order "${LM_TEXT:-data/corpus/$lang/lm_text.txt}" "$@"
 
 # the model's checkpoints under another exp dir (links: nothing is copied or trained)
 exp=exp/${model}_lm_$name
@@ -47,13 +46,7 @@ mkdir -p $exp
 for f in $ref/*; do
   case $(basename $f) in decode_*|log|tensorboard|export) ;; *) [ -e $exp/$(basename $f) ] || ln -s "$(realpath $f)" $exp/;; esac
 done
-epoch=$(decode_epoch $ref)
-sets="" cuts=""
-for split in $(eval_splits data/fbank/$lang); do sets="$sets $split:data/fbank/$lang/cuts_$split.jsonl.gz"; done
-root_dir=$exp/decode_epoch${epoch}_avg$avg
-step "lm_ablation_decode_$name" "$root_dir/rtf.json" --inputs "$ref/epoch-$epoch.pt $new_lang/lm_${order}gram/HLG.fst" \
-  python $GRAFT_ROOT/steps/decode.py --exp-dir $exp --lm-dir $new_lang/lm_${order}gram --sets "${sets# }" \
-    --methods "$methods" --epoch $epoch --avg $avg
+decode_stage $exp $lang $vocab $order "$methods" $avg
 score_stage $exp "$methods" $avg
 python $GRAFT_ROOT/bench/compare_models.py --a $ref --a-name "${A_NAME:-the recipe LM}" \
   --b $exp --b-name "${B_NAME:-LM $*}" --decode-only --methods "$methods" --sets "${SETS:-dev test test_unseen}" \

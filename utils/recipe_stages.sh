@@ -13,9 +13,10 @@
 # Every step records a stamp of its inputs and options (utils/stage.sh): a step is skipped only
 # when both are unchanged; otherwise it says what changed and runs again.
 
-# lang_dir LANG VOCAB / lm_dir LANG VOCAB ORDER: where stage 3 puts the BPE side and the LM.
-lang_dir() { echo "data/lang/${1}_bpe${2}"; }
-lm_dir() { echo "data/lang/${1}_bpe${2}/lm_${3}gram"; }
+# lang_dir LANG VOCAB / lm_dir LANG VOCAB ORDER: where stage 3 puts the BPE side and the LM
+# (below $lang_root, default data/lang; bench/lm_ablation.sh builds another one beside it).
+lang_dir() { echo "${lang_root:-data/lang}/${1}_bpe${2}"; }
+lm_dir() { echo "$(lang_dir $1 $2)/lm_${3}gram"; }
 
 # last_epoch EXP: the highest N of EXP/epoch-N.pt (empty when there is none).
 last_epoch() {
@@ -76,17 +77,19 @@ fbank_stage() {
       --out-dir data/fbank/$lang --splits "train $(eval_splits data/manifests/$lang)" --jobs ${nj:-1}
 }
 
-# lang_stage LANG VOCAB LM_ORDER [LM_TEXT]: stage 3, the BPE lang dir and its LM dir (a new
-# LM order builds a new LM dir beside the old one; the BPE model is kept when its text is the same).
+# lang_stage LANG VOCAB LM_ORDER [LM_TEXT [steps/prepare_lang.py options...]]: stage 3, the BPE
+# lang dir and its LM dir (a new LM order builds a new LM dir beside the old one; the BPE model is
+# kept when its text is the same).
 lang_stage() {
   local lang=$1 vocab=$2 order=$3 lm_text=${4:-} m=data/manifests/$1 split sups=""
+  shift $(( $# < 4 ? $# : 4 ))
   local args=()
   [ -n "$lm_text" ] && [ -f "$lm_text" ] && args=(--lm-text "$lm_text")
   for split in train $(eval_splits $m); do sups="$sups $m/supervisions_$split.jsonl.gz"; done
   step "stage3_lang_${lang}_bpe${vocab}_lm${order}" "$(lm_dir $lang $vocab $order)/lm.json" \
     --inputs "${sups# } $lm_text $GRAFT_ROOT/conf/lang.yaml" \
     python $GRAFT_ROOT/steps/prepare_lang.py --language $lang --manifest-dir $m \
-      "${args[@]}" --vocab-size $vocab --lm-order $order --out-dir $(lang_dir $lang $vocab)
+      "${args[@]}" --vocab-size $vocab --lm-order $order --out-dir $(lang_dir $lang $vocab) "$@"
 }
 
 # The launcher of training steps: plain python, or DDP with $train_nproc processes (gloo on CPU).
