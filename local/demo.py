@@ -55,15 +55,17 @@ from graft.utils.logging import get_logger
 
 log = get_logger("local.demo")
 
-LANGUAGES = ("en", "cs")
+LANGUAGES = ("en", "cs", "pl")  # pl: only on request (--languages), a source closer to Czech
+DEMO_LANGUAGES = ("en", "cs")
 SPLITS = ("dev", "test", "test_unseen", "train")  # pools are cut in this order: dev/test do not move with train
 UNSEEN = "test_unseen"  # read by the held-out voices only
 DEFAULT_MINUTES = {"en": {"train": 130, "dev": 15, "test": 15, UNSEEN: 10},
-                   "cs": {"train": 100, "dev": 10, "test": 15, UNSEEN: 10}}
+                   "cs": {"train": 100, "dev": 10, "test": 15, UNSEEN: 10},
+                   "pl": {"train": 120, "dev": 10, "test": 10, UNSEEN: 0}}
 OPTION_NAME = {UNSEEN: "unseen"}  # --en-unseen-minutes
 # A first guess of seconds per word (measured: 0.30-0.42 en, 0.41-0.52 cs per voice);
 # corrected per voice from what is synthesized.
-GUESS_SECONDS_PER_WORD = {"en": 0.35, "cs": 0.48}
+GUESS_SECONDS_PER_WORD = {"en": 0.35, "cs": 0.48, "pl": 0.45}
 POOL_SLACK = 1.35  # a pool holds candidates for this many times its minutes (estimated)
 MAX_WAVES = 8
 CHUNK = {"festival": 60, "espeak": 30, "flite": 20}  # utterances per task
@@ -98,13 +100,18 @@ def _sentences(language: str) -> tuple[tuple[Sentence, ...], tuple[tuple[str, in
 
 
 def plan_language(language: str, sentences: list[Sentence], minutes: dict[str, float], seed: int,
-                  voices: list[Voice]) -> dict[str, list[Candidate]]:
+                  voices: list[Voice], train_reads: int = 1) -> dict[str, list[Candidate]]:
     """Disjoint candidate pools per split (in the order to use them), from a seeded shuffle.
-    test_unseen is read by the held-out voices of `voices`, every other split by the rest."""
+    test_unseen is read by the held-out voices of `voices`, every other split by the rest.
+    train_reads > 1: when the sentences run out, train reads its own sentences again, each time
+    with the next voice (a language with little text, e.g. Polish); dev and test stay disjoint."""
     seen = [v for v in voices if not v.held_out]
     unseen = [v for v in voices if v.held_out]
     if not seen:
         raise GraftError(f"no {language} training voices (all are held_out in graft/data/tts.py VOICES)")
+    if not 1 <= train_reads <= len(seen):
+        raise GraftError(f"--train-reads must be between 1 and the {len(seen)} {language} training voices, "
+                         f"got {train_reads}")
     if minutes.get(UNSEEN, 0) > 0 and not unseen:
         raise GraftError(f"{language} {UNSEEN} needs held-out voices: none is marked held_out in "
                          f"graft/data/tts.py VOICES; set --{language}-unseen-minutes 0 or mark some")
@@ -117,21 +124,27 @@ def plan_language(language: str, sentences: list[Sentence], minutes: dict[str, f
         want = minutes.get(split, 0) * 60
         pool: list[Candidate] = []
         est = 0.0
+        start, read, in_read = pos, 0, 0  # read: how many times train has wrapped around its sentences
         while want > 0 and est < want * POOL_SLACK:
             if pos >= len(order):
+                if split == "train" and read + 1 < train_reads and pos > start:
+                    pos, read, in_read = start, read + 1, 0
+                    continue
                 if est < want:
                     raise GraftError(
                         f"not enough {language} sentences for {sum(minutes.values()):g} minutes: "
                         f"{len(sentences)} clean fortune sentences give about "
-                        f"{_estimate_minutes(sentences, spw):.0f} minutes; ask for fewer minutes")
+                        f"{_estimate_minutes(sentences, spw):.0f} minutes read once; ask for fewer minutes"
+                        + (" or more --train-reads" if split == "train" else ""))
                 break
             i = order[pos]
             split_voices = unseen if split == UNSEEN else seen
-            voice = split_voices[len(pool) % len(split_voices)]
+            voice = split_voices[(in_read + read) % len(split_voices)]  # a new voice on each read
             s = sentences[i]
             pool.append(Candidate(f"{voice.speaker}-{pos:05d}", pos, split, s, voice))
             est += len(s.text.split()) * spw
             pos += 1
+            in_read += 1
         pools[split] = pool
     return pools
 
@@ -271,7 +284,7 @@ def _run_tasks(tasks: list, jobs: int, total: int, desc: str):
 
 
 def synthesize_corpus(out_dir: str | Path, minutes: dict[str, dict[str, float]], seed: int = 0,
-                      jobs: int = 2, extra_lm_text: str = "none") -> dict[str, dict]:
+                      jobs: int = 2, extra_lm_text: str = "none", train_reads: int = 1) -> dict[str, dict]:
     """Synthesize the demo corpus into `out_dir/<lang>/`; return the report per language.
     `extra_lm_text` (none, text, forms, thesaurus) adds Debian text to lm_text.txt (graft.data.extra_text)."""
     t0 = time.perf_counter()
@@ -281,7 +294,7 @@ def synthesize_corpus(out_dir: str | Path, minutes: dict[str, dict[str, float]],
         voices = voices_for(lang, held_out=None if mins.get(UNSEEN, 0) > 0 else False)
         check_voices(voices)
         sentences, _ = _sentences(lang)
-        pools = plan_language(lang, list(sentences), mins, seed, voices)
+        pools = plan_language(lang, list(sentences), mins, seed, voices, train_reads)
         states[lang] = _State(lang, pools, mins)
         _resume(states[lang], out_dir / lang)
         if states[lang].resumed:
@@ -414,8 +427,11 @@ def add_synthesize_command(sub: argparse._SubParsersAction) -> None:
                      help="default: %(default)s")
     syn.add_argument("--seed", type=int, default=0, help="sentence selection seed (default: %(default)s)")
     syn.add_argument("--jobs", type=int, default=2, help="parallel processes (default: %(default)s)")
-    syn.add_argument("--languages", nargs="+", default=list(LANGUAGES), choices=LANGUAGES,
+    syn.add_argument("--languages", nargs="+", default=list(DEMO_LANGUAGES), choices=LANGUAGES,
                      help="default: %(default)s")
+    syn.add_argument("--train-reads", type=int, default=1,
+                     help="times train may read each of its sentences, each time in another voice, when the "
+                          "language's sentences run out (Polish has ~2,400) (default: %(default)s)")
     for lang, mins in DEFAULT_MINUTES.items():
         for split, m in mins.items():
             syn.add_argument(f"--{lang}-{OPTION_NAME.get(split, split)}-minutes", type=float, default=m,
@@ -439,7 +455,8 @@ def _cmd_synthesize(args: argparse.Namespace) -> None:
                 raise GraftError(f"--{lang}-{OPTION_NAME.get(split, split)}-minutes must be >= 0, got {m:g}")
     if args.jobs < 1:
         raise GraftError(f"--jobs must be >= 1, got {args.jobs}")
-    synthesize_corpus(args.out_dir, minutes, seed=args.seed, jobs=args.jobs, extra_lm_text=args.extra_lm_text)
+    synthesize_corpus(args.out_dir, minutes, seed=args.seed, jobs=args.jobs, extra_lm_text=args.extra_lm_text,
+                      train_reads=args.train_reads)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -129,6 +129,50 @@ def test_unseen_pool_uses_held_out_voices_and_disjoint_sentences():
         demo.plan_language("en", sentences, {"train": 2, "test_unseen": 1}, 0, demo.voices_for("en"))
 
 
+def test_train_reads_its_sentences_again_in_other_voices():
+    demo = _load_demo()
+    sentences = list(demo._sentences("pl")[0])[:120]  # about 12 minutes read once
+    voices = demo.voices_for("pl")
+    minutes = {"train": 8, "dev": 1, "test": 1}
+    with pytest.raises(demo.GraftError, match=r"not enough pl sentences .* or more --train-reads"):
+        demo.plan_language("pl", sentences, minutes, 0, voices)
+    pools = demo.plan_language("pl", sentences, minutes, 0, voices, train_reads=2)
+    train = pools["train"]
+    assert len({c.id for c in train}) == len(train)
+    by_text: dict[str, list] = {}
+    for c in train:
+        by_text.setdefault(c.sentence.text, []).append(c.voice)
+    assert max(len(v) for v in by_text.values()) == 2  # read twice at most
+    assert all(len(set(v)) == len(v) for v in by_text.values())  # each time by another voice
+    assert sum(len(v) == 2 for v in by_text.values()) > 10
+    texts = {split: {c.sentence.text for c in pool} for split, pool in pools.items()}
+    assert not texts["train"] & (texts["dev"] | texts["test"])  # dev and test are never read again
+    # one read is the plan without reads: the demo's own corpora do not move
+    # the first read is the plan of one read (a pool may only grow by the second): ids do not move
+    small = {"train": 4, "dev": 1, "test": 1}
+    once = [c.id for c in demo.plan_language("pl", sentences, small, 0, voices)["train"]]
+    twice = [c.id for c in demo.plan_language("pl", sentences, small, 0, voices, train_reads=2)["train"]]
+    assert once and twice[:len(once)] == once
+    with pytest.raises(demo.GraftError, match="--train-reads must be between 1 and the 8 pl training voices"):
+        demo.plan_language("pl", sentences, minutes, 0, voices, train_reads=9)
+
+
+def test_polish_corpus_synthesized(tmp_path):
+    """`--languages pl`: a tiny Polish corpus in espeak-ng's voices, no Czech or English."""
+    out = tmp_path / "pl_corpus"
+    _load_demo().main(["synthesize", "--out-dir", str(out), "--jobs", "1", "--languages", "pl",
+                       "--pl-train-minutes", "0.3", "--pl-dev-minutes", "0.2", "--pl-test-minutes", "0.2"])
+    assert sorted(p.name for p in out.iterdir()) == ["pl"]
+    rows = _rows(out / "pl")
+    assert {r["split"] for r in rows} == {"train", "dev", "test"} and {r["language"] for r in rows} == {"pl"}
+    assert all(r["speaker"].startswith("pl-espeak-") for r in rows)
+    report = json.loads((out / "pl" / "report.json").read_text())
+    assert report["total_utterances"] == len(rows)
+    for r in rows[:5]:
+        info = sf.info(out / "pl" / r["audio"])
+        assert info.samplerate == 16000 and 0.25 < info.duration / len(r["text"].split()) < 0.8
+
+
 def test_candidate_key_depends_on_the_utterance_prosody():
     demo = _load_demo()
     sentence = demo._sentences("en")[0][0]

@@ -4,6 +4,7 @@ Usage: .venv/bin/python -m pytest -q tests/test_text.py
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import pytest
@@ -26,6 +27,8 @@ from graft.utils.errors import GraftError
     ("A'Tuin přichází odnikud.", "cs", "atuin přichází odnikud"),  # no apostrophe in Czech words
     ("Zklame-li se v lásce žena, vdá se.", "cs", "zklame li se v lásce žena vdá se"),
     ("Prˇ", "cs", None),  # a spacing caron is not a Czech letter
+    ("Zażółć gęślą jaźń, w źródle!", "pl", "zażółć gęślą jaźń w źródle"),
+    ("ŻÓŁW IDZIE DO DOMU", "pl", "żółw idzie do domu"),
 ])
 def test_normalize(text, lang, expected):
     assert normalize(text, lang) == expected
@@ -54,6 +57,8 @@ def test_czech_decomposed_diacritics_are_composed():
     ("Len dotiaľ človek žije.", "cs", "foreign letters"),  # Slovak ľ
     ("Jablka, hrušky atd. jsou ovoce.", "cs", "abbreviation"),
     ("Pracuje v NATO.", "cs", "acronym"),
+    ("Kupił jabłka, gruszki itp. na targu.", "pl", "abbreviation"),
+    ("Příliš žluťoučký kůň.", "pl", "foreign letters"),  # Czech ř, ů
 ])
 def test_rejected(text, lang, reason):
     assert normalize(text, lang) is None
@@ -109,6 +114,10 @@ def test_speakable_keeps_the_words():
         assert not s.startswith("-") and '"' not in s
         assert normalize(s, lang) == normalize(text, lang)
     assert speakable("I AM THE LAW!") == "i am the law!"
+    # punctuation glued between two words (a missing space, an ellipsis) parts them for the engine
+    assert speakable("I thought of something funny.your mother.") == "I thought of something funny. your mother."
+    assert speakable("Tajny język naukowców ...o wielkim znaczeniu") == "Tajny język naukowców. o wielkim znaczeniu"
+    assert speakable("programow,bo bylem") == "programow, bo bylem"
 
 
 def test_fortune_file_parsing(tmp_path):
@@ -141,3 +150,17 @@ def test_fortune_sentences_real():
         assert normalize(s.speak, "cs") == s.text
     again, _ = fortune_sentences("cs")
     assert [s.text for s in again] == texts  # deterministic
+
+
+def test_polish_fortune_sentences_real():
+    """fortunes-pl (utils/setup.sh installs it): ~2,400 clean sentences in Polish letters."""
+    sentences, stats = fortune_sentences("pl")
+    assert 2000 < len(sentences) == stats["kept"] and stats["dialogue"] > 0 and stats["blocklist"] > 0
+    letters = set(alphabet("pl")) | {" "}
+    assert sum(any(ch in "ąćęłńóśźż" for ch in s.text) for s in sentences) > len(sentences) // 2
+    for s in sentences:
+        assert 4 <= len(s.text.split()) <= 20 and set(s.text) <= letters
+        assert not any(BLOCKLIST["pl"].fullmatch(w) for w in s.text.split())
+        assert not re.search(r"\w[,.!?;:]\w", s.speak)  # no "programow,bo" read as one word
+    # what the engine reads normalizes to the transcript (one exception: "Z. pięknego", an initial)
+    assert sum(normalize(s.speak, "pl") != s.text for s in sentences) <= 1

@@ -23,7 +23,8 @@ PYBIND11_VERSION=3.1.0
 # Debian packages the demo corpus needs (TTS engines, voices, fortune texts).
 DEBIAN_PACKAGES="espeak-ng flite sox festival festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts
   festvox-czech-dita festvox-czech-machac festvox-czech-krb festvox-czech-ph festival-czech
-  fortunes fortunes-cs fillets-ng-data stardict-czech hunspell-cs mythes-cs"
+  fortunes fortunes-cs fillets-ng-data stardict-czech hunspell-cs mythes-cs
+  fortunes-pl"  # Polish: bench/source_language.sh pl (a source closer to Czech)
 
 log() { echo "[setup] $*" >&2; }
 

@@ -40,6 +40,8 @@ SOURCES: dict[str, FortuneSource] = {
     "en": FortuneSource("", "fortunes", "latin-1",
                         skip=frozenset({"translate-me", "ascii-art", "art"})),
     "cs": FortuneSource("cs", "fortunes-cs", "iso-8859-2", skip=frozenset({"klasik-sk"})),
+    # IRC logs and chat quotes are mostly dialogues, which entry_sentences skips.
+    "pl": FortuneSource("pl", "fortunes-pl", "iso-8859-2"),
 }
 
 # Offensive words: a word is blocked when it fully matches. Small on purpose; it backs up
@@ -54,6 +56,10 @@ BLOCKLIST: dict[str, re.Pattern] = {
         r"\w*(?:jeb|kurv|prdel|prdl|sračk|posra|zasra|vysra|mrd)\w*"
         r"|(?:hovn|srát|sere|seru|kokot|čurák|píč|zmrd|šuk|kund|buzn|buzer|negr|cikán|teplouš|děvk"
         r"|šlapk|sex|porno|penis|vagín|orgasm|debil|idiot|kretén)\w*"),
+    "pl": re.compile(
+        r"\w*(?:kurw|chuj|pierd|jeb|pizd|skurw)\w*"
+        r"|(?:dup|cip|kutas|seks|porno|pedał|pedal|ciot|dziwk|penis|orgazm|debil|idiot|kretyn"
+        r"|murzyn|cygan|żyd)\w*"),
 }
 
 _ATTRIBUTION = re.compile(r"^\s*(--|\u2014|\u2013)")

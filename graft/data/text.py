@@ -61,6 +61,16 @@ LANGUAGES: dict[str, Language] = {
         function_words=_words("je se že na ale jak jsem jsou není když tak co už jen "
                               "který která které aby nebo také jeho"),
     ),
+    # Polish: a third language for a source closer to Czech (bench/source_language.sh); q, v, x
+    # occur in loanwords.
+    "pl": Language(
+        letters="aąbcćdeęfghijklłmnńoópqrsśtuvwxyzźż",
+        abbreviations=_words("np itd itp tzn tj tzw dr prof godz ul św ok mgr inż wg ds nr str "
+                             "godz jw zob ks pt sp ww"),
+        one_letter_words=_words("a i o u w z"),
+        function_words=_words("nie się że na jest to jak do co ale tak za czy po już tylko "
+                              "jestem był jego może"),
+    ),
 }
 
 # Symbols a reader speaks ("and", "percent", "plus", ...): a transcript cannot drop them.
@@ -259,5 +269,6 @@ def speakable(text: str) -> str:
     s = re.sub(r"(^|\s)[-']+|[-']+(?=\s|$)", r"\1", s)  # dashes and quotes at word edges
     s = re.sub(r"\s+([,.!?;:])", r"\1", s)
     s = re.sub(r"([,.!?;:])[,.;:]+", r"\1", s)
+    s = re.sub(r"([,.!?;:])(?=[^\W\d_])", r"\1 ", s)  # "funny.your", "naukowców...o": two words, not one
     s = s.strip(" ,;:")
     return s

@@ -201,6 +201,17 @@ VOICES: tuple[Voice, ...] = (
     _espeak("cs", "cs+f1", "f1", rate=155, pitch=70),
     _espeak("cs", "cs+m2", "m2", rate=145, pitch=50),
     _espeak("cs", "cs+f5", "f5", rate=150, pitch=60, held_out=True),
+    # Polish (a source language closer to Czech; bench/source_language.sh): espeak-ng only, so
+    # its voices are fewer kinds than English's three engines.
+    _espeak("pl", "pl+m1", "m1", rate=155, pitch=40),
+    _espeak("pl", "pl+f2", "f2", rate=145, pitch=70),
+    _espeak("pl", "pl+m3", "m3", rate=170, pitch=35),
+    _espeak("pl", "pl+f4", "f4", rate=160, pitch=75),
+    _espeak("pl", "pl+m5", "m5", rate=150, pitch=50),
+    _espeak("pl", "pl+f1", "f1", rate=165, pitch=65),
+    _espeak("pl", "pl+m7", "m7", rate=145, pitch=45),
+    _espeak("pl", "pl+f3", "f3", rate=155, pitch=60),
+    _espeak("pl", "pl+m2", "m2", rate=160, pitch=40, held_out=True),
 )
 
 
