@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
-# A source model in another language than the recipe's, for the Czech transfer: its corpus is
-# synthesized like the demo's (local/demo.py with --languages LANG), then stages 1-4 and 6-7 run
-# for it with the recipe's own stage functions, and it is trained with the recipe's source options
-# (exp/en_small/params.json) at the same audio budget (minutes x epochs) as the recipe's source.
-# Its Czech transfer is then `bench/transfer_from_source.sh <lang> exp/<lang>_small`.
+# A source model in other languages than the recipe's, for the Czech transfer: the corpus of a
+# language the recipe does not make is synthesized like the demo's (local/demo.py --languages
+# LANG), stages 1-2 run for it with the recipe's own stage functions; several languages are
+# combined into one training language (steps/combine_languages.py: a multilingual source, one
+# BPE over their texts); then stage 3, the source training with the recipe source's options
+# (exp/en_small/params.json) at the same audio budget (minutes x epochs), and stages 6-7.
+# Its Czech transfer is then `bench/transfer_from_source.sh <name> exp/<name>_small`.
 #
 # Usage (after stages 0-7 of the demo recipe):
-#   bench/source_language.sh LANG
-#   environment: RECIPE (egs/demo/ASR), MODEL (the recipe's source, en_small), MINUTES (train
-#   audio, 240), READS (times train may read a sentence, each in another voice; 2), DEV_MINUTES
-#   (10), TEST_MINUTES (10), EPOCHS (default: the recipe source's minutes x epochs / MINUTES),
-#   METHODS (greedy ctc-hlg)
+#   bench/source_language.sh "LANG [LANG...]"      # pl: a Polish source; "en pl": English + Polish
+#   environment: RECIPE (egs/demo/ASR), MODEL (the recipe's source, en_small), RECIPE_LANGS (the
+#   languages whose stages 0-2 the recipe ran, used as they are: "en cs"), MINUTES (train audio
+#   of a synthesized language, 240), READS (times train may read a sentence, each in another
+#   voice; 2), DEV_MINUTES (10), TEST_MINUTES (10), EPOCHS (default: the recipe source's minutes
+#   x epochs / this source's minutes), METHODS (greedy ctc-hlg)
 # Example: bench/source_language.sh pl && bench/transfer_from_source.sh pl exp/pl_small
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[ $# -eq 1 ] || { sed -n 2,14p "$0" >&2; exit 2; }
-lang=$1
+[ $# -eq 1 ] || { sed -n 2,18p "$0" >&2; exit 2; }
+langs=$1 lang=${1// /_}
 cd "${RECIPE:-$root/egs/demo/ASR}"
 model=${MODEL:-en_small} minutes=${MINUTES:-240} reads=${READS:-2}
 . "$root/utils/env.sh"
-stage=0 stop_stage=8 force=false nj=2 log_dir=exp/log/source_$lang
+stage=0 stop_stage=8 force=false nj=2 log_dir=exp/log/source_$lang recipe_langs=${RECIPE_LANGS:-en cs}
 . "$root/utils/stage.sh"
 . "$root/utils/recipe_stages.sh"
 
@@ -30,12 +33,26 @@ settings=$(decoded_settings $src)           # stage 6's LM order and averaging
 read -r order avg last <<< "$settings"
 exp=exp/${lang}_$(basename $src | cut -d_ -f2-)
 
-corpus_stage demo data/corpus "$lang" "" --languages $lang --seed 0 --jobs $nj --train-reads $reads \
-  --$lang-train-minutes $minutes --$lang-dev-minutes ${DEV_MINUTES:-10} --$lang-test-minutes ${TEST_MINUTES:-10} \
-  --$lang-unseen-minutes 0
-manifests_stage demo data/corpus $lang "" 0
-fbank_stage $lang
-lang_stage $lang $vocab $order data/corpus/$lang/lm_text.txt
+for l in $langs; do
+  if [[ " $recipe_langs " == *" $l "* ]]; then
+    [ -f data/fbank/$l/report.json ] || { echo "ERROR: data/fbank/$l is missing: run stages 0-2 of the recipe" >&2; exit 1; }
+    continue
+  fi
+  corpus_stage demo data/corpus "$l" "" --languages $l --seed 0 --jobs $nj --train-reads $reads \
+    --$l-train-minutes $minutes --$l-dev-minutes ${DEV_MINUTES:-10} --$l-test-minutes ${TEST_MINUTES:-10} \
+    --$l-unseen-minutes 0
+  manifests_stage demo data/corpus $l "" 0
+  fbank_stage $l
+done
+lm_text=data/corpus/$lang/lm_text.txt
+if [ "$lang" != "$langs" ]; then              # several: one training language of them all
+  inputs=""
+  for l in $langs; do inputs="$inputs data/fbank/$l/report.json data/manifests/$l/report.json"; done
+  step "combine_$lang" "data/fbank/$lang/report.json data/manifests/$lang/report.json" --inputs "${inputs# }" \
+    python $GRAFT_ROOT/steps/combine_languages.py --languages $langs --name $lang
+  lm_text=data/manifests/$lang/lm_text.txt
+fi
+lang_stage $lang $vocab $order $lm_text
 
 # the recipe source's training options, at the same audio budget: more epochs of fewer minutes,
 # the learning-rate decay kept per update (lr_epochs scaled with the epoch length)

@@ -1,0 +1,86 @@
+"""A multilingual source through the commands bench/source_language.sh runs: a tiny English +
+Polish corpus, stages 1-2 per language, steps/combine_languages.py, then stage 3 on the combined
+language.
+
+Usage: .venv/bin/python -m pytest -q tests/test_multilingual_source.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lhotse import load_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if ok:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> Path:
+    """A recipe dir with stages 0-2 done for English and Polish (tiny)."""
+    d = tmp_path_factory.mktemp("multi")
+    _run(d, str(ROOT / "local/demo.py"), "download", "--dl-dir", "data/corpus", "--languages", "en", "pl",
+         "--jobs", "1", "--en-train-minutes", "0.4", "--en-dev-minutes", "0.2", "--en-test-minutes", "0.2",
+         "--en-unseen-minutes", "0", "--pl-train-minutes", "0.4", "--pl-dev-minutes", "0.2",
+         "--pl-test-minutes", "0.2")
+    for lang in ("en", "pl"):
+        _run(d, str(ROOT / "local/demo.py"), "prepare", "--dl-dir", "data/corpus", "--language", lang,
+             "--out-dir", f"data/manifests/{lang}", "--train-subsets", "", "--seed", "0")
+        _run(d, str(ROOT / "steps/compute_fbank.py"), "--manifest-dir", f"data/manifests/{lang}",
+             "--out-dir", f"data/fbank/{lang}", "--splits", "train dev test", "--jobs", "1")
+    return d
+
+
+def test_combined_language_holds_both_and_stage_3_builds_on_it(recipe, monkeypatch):
+    _run(recipe, str(ROOT / "steps/combine_languages.py"), "--languages", "en", "pl", "--name", "en_pl")
+    report = json.loads((recipe / "data/fbank/en_pl/report.json").read_text())
+    assert report["languages"] == ["en", "pl"] and sorted(report["splits"]) == ["dev", "test", "train"]
+    for split in ("train", "dev", "test"):
+        own = {lang: [c.id for c in load_manifest(recipe / f"data/fbank/{lang}/cuts_{split}.jsonl.gz")]
+               for lang in ("en", "pl")}
+        combined = [c.id for c in load_manifest(recipe / f"data/fbank/en_pl/cuts_{split}.jsonl.gz")]
+        assert sorted(combined) == sorted(own["en"] + own["pl"])
+        assert {lang: v["cuts"] for lang, v in report["splits"][split].items()} == {k: len(v) for k, v in own.items()}
+        sups = load_manifest(recipe / f"data/manifests/en_pl/supervisions_{split}.jsonl.gz")
+        assert sorted(s.language for s in sups) == sorted(["en"] * len(own["en"]) + ["pl"] * len(own["pl"]))
+    train = list(load_manifest(recipe / "data/fbank/en_pl/cuts_train.jsonl.gz"))
+    first = [c.supervisions[0].language for c in train[: len(train) // 2]]
+    assert set(first) == {"en", "pl"}  # shuffled: not one language after the other
+    by_lang = {c.supervisions[0].language: c for c in train}
+    monkeypatch.chdir(recipe)  # the manifests' paths are relative to the recipe dir, as stage 2 wrote them
+    for cut in by_lang.values():  # the features stay where stage 2 wrote them, and load
+        assert cut.load_features().shape == (cut.num_frames, 80)
+    lm_text = (recipe / "data/manifests/en_pl/lm_text.txt").read_text(encoding="utf-8")
+    assert lm_text == ((recipe / "data/corpus/en/lm_text.txt").read_text(encoding="utf-8")
+                       + (recipe / "data/corpus/pl/lm_text.txt").read_text(encoding="utf-8"))
+
+    _run(recipe, str(ROOT / "steps/prepare_lang.py"), "--language", "en_pl", "--manifest-dir", "data/manifests/en_pl",
+         "--lm-text", "data/manifests/en_pl/lm_text.txt", "--vocab-size", "60", "--lm-order", "2",
+         "--out-dir", "data/lang/en_pl_bpe60")
+    lang = json.loads((recipe / "data/lang/en_pl_bpe60/lang.json").read_text())
+    assert lang["language"] == "en_pl" and lang["vocab_size"] == 60
+    words = {line.split()[0] for line in (recipe / "data/lang/en_pl_bpe60/lm_2gram/lexicon.txt").read_text(
+        encoding="utf-8").splitlines()}
+    en_word = by_lang["en"].supervisions[0].text.split()[0]
+    pl_word = by_lang["pl"].supervisions[0].text.split()[0]
+    assert en_word in words and pl_word in words
+
+
+def test_combining_needs_two_languages_with_their_stages_done(recipe):
+    one = _run(recipe, str(ROOT / "steps/combine_languages.py"), "--languages", "en", "--name", "x", ok=False)
+    assert one.returncode == 1 and "combining needs two or more languages, got en" in one.stderr
+    assert "Traceback" not in one.stderr
+    missing = _run(recipe, str(ROOT / "steps/combine_languages.py"), "--languages", "en", "cs", "--name", "x", ok=False)
+    assert missing.returncode == 1 and "data/manifests/cs/report.json is missing: run stage 1 for cs first" in missing.stderr
+    assert not (recipe / "data/fbank/x").exists()
