@@ -6,7 +6,8 @@ Usage:
     .venv/bin/python bench/compare_seeds.py \
         --a "from the x6 source=egs/demo/ASR/exp/cs_transfer_encoder_decoder_15m egs/demo/ASR/exp/cs_x_seed1" \
         --b "from the x8 source=egs/demo/ASR/exp/cs_x_ep8 egs/demo/ASR/exp/cs_x_ep8_seed1" \
-        --methods "ctc-hlg ctc-hlg-rnnt" --sets "dev test" --out bench/results/NAME
+        --methods "ctc-hlg ctc-hlg-rnnt" --sets "dev test" --out bench/results/NAME \
+        [--group-by '^[a-z]+-([a-z]+)-']    # also per group of utterances (the demo's TTS engine)
 
 Why: bench/compare_models.py compares two single trainings; its interval holds the test set's
 sampling noise only, and a second seed of the demo's Czech transfer moved its WER by 1-5 points.
@@ -20,14 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from graft.score.bootstrap import scored_utterances  # noqa: E402
+from graft.score.bootstrap import ScoredUtterances, scored_utterances  # noqa: E402
 from graft.score.seeds import compare_seed_means  # noqa: E402
 from graft.utils.errors import GraftError  # noqa: E402
 from graft.utils.io import atomic_write  # noqa: E402
@@ -49,6 +52,26 @@ def runs_of(exps: list[Path], method: str, set_name: str):
     return [scored_utterances(decode_root(e), method, set_name) for e in exps]
 
 
+def utterance_group(pattern: re.Pattern | None, uid: str) -> str | None:
+    """The group of an utterance id: the first capture of `pattern` (None: no match, or no pattern)."""
+    m = pattern.search(uid) if pattern else None
+    return m.group(1) if m else None
+
+
+def only(runs: list[ScoredUtterances], pattern: re.Pattern, group: str) -> list[ScoredUtterances]:
+    """The runs restricted to the utterances of one group."""
+    return [replace(r, counts={u: c for u, c in r.counts.items() if utterance_group(pattern, u) == group})
+            for r in runs]
+
+
+def compare_row(method: str, set_name: str, a: list[ScoredUtterances], b: list[ScoredUtterances]) -> dict:
+    """One table row: each run's WER, the seed means and the paired bootstrap of their difference."""
+    r = compare_seed_means(a, b, n=1000, seed=0)
+    return {"method": method, "set": set_name, "runs_a": [x.wer for x in a], "runs_b": [x.wer for x in b],
+            "mean_a": r.wer_a, "mean_b": r.wer_b, "delta": r.delta, "lo": r.lo, "hi": r.hi,
+            "p_a_better": r.p_better, "utterances": r.utterances}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--a", required=True, help="'NAME=EXP_DIR EXP_DIR ...' (one dir per seed)")
@@ -56,18 +79,26 @@ def main() -> None:
     ap.add_argument("--methods", default="greedy ctc-hlg")
     ap.add_argument("--sets", default="dev test")
     ap.add_argument("--out", type=Path, required=True, help="output path without extension")
+    ap.add_argument("--group-by", default=None, metavar="REGEX",
+                    help="also compare per group of utterances: the first capture of REGEX in the utterance id, "
+                         "e.g. '^[a-z]+-([a-z]+)-' for the demo's TTS engine (cs-festival-dita-s1-00012 -> festival)")
     args = ap.parse_args()
+    try:
+        pattern = re.compile(args.group_by) if args.group_by else None
+    except re.error as e:
+        raise SystemExit(f"ERROR: --group-by {args.group_by!r} is not a regular expression: {e}") from None
+    if pattern is not None and pattern.groups < 1:
+        raise SystemExit(f"ERROR: --group-by {args.group_by!r} has no capture group: put the group's part in (...)")
     (name_a, exps_a), (name_b, exps_b) = parse_group(args.a), parse_group(args.b)
     rows = []
     try:
         for method in args.methods.split():
             for set_name in args.sets.split():
                 a, b = runs_of(exps_a, method, set_name), runs_of(exps_b, method, set_name)
-                r = compare_seed_means(a, b, n=1000, seed=0)
-                rows.append({"method": method, "set": set_name, "runs_a": [x.wer for x in a],
-                             "runs_b": [x.wer for x in b],
-                             "mean_a": r.wer_a, "mean_b": r.wer_b, "delta": r.delta, "lo": r.lo, "hi": r.hi,
-                             "p_a_better": r.p_better, "utterances": r.utterances})
+                rows.append(compare_row(method, set_name, a, b))
+                groups = sorted({g for u in a[0].counts if (g := utterance_group(pattern, u)) is not None})
+                for g in groups:
+                    rows.append(compare_row(method, f"{set_name}: {g}", only(a, pattern, g), only(b, pattern, g)))
     except GraftError as e:
         raise SystemExit(f"ERROR: {e}") from None
     result = {"a_name": name_a, "a": [str(e) for e in exps_a], "b_name": name_b, "b": [str(e) for e in exps_b],
