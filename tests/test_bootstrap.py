@@ -269,3 +269,36 @@ def test_seed_means_put_runs_of_two_variants_on_one_scale():
     assert r.delta == pytest.approx(np.mean(wer(runs_a)) - np.mean(wer(runs_b)))
     same = compare(*seed_means(summed(runs_a), 2, summed(runs_a), 2), n=200, seed=0)
     assert same.delta == 0 and same.lo == same.hi == 0
+
+
+def test_compare_seeds_per_group_of_utterances(tmp_path):
+    """bench/compare_seeds.py --group-by: the demo's TTS engine from the utterance id, and one row
+    per group whose WERs and difference are those of the group's utterances only."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    from graft.score.bootstrap import ScoredUtterances
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "compare_seeds.py"
+    spec = importlib.util.spec_from_file_location("compare_seeds", path)
+    cs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cs)
+    pattern = re.compile("^[a-z]+-([a-z]+)-")
+    assert cs.utterance_group(pattern, "cs-festival-dita-s1-00012") == "festival"
+    assert cs.utterance_group(pattern, "oddname") is None and cs.utterance_group(None, "cs-espeak-m1") is None
+
+    ids = [f"cs-espeak-m1-s1-{i:05d}" for i in range(20)] + [f"cs-festival-dita-s1-{i:05d}" for i in range(20)]
+    def run(espeak_errors: int, festival_errors: int) -> ScoredUtterances:
+        counts = {u: (espeak_errors if "espeak" in u else festival_errors, 10) for u in ids}
+        return ScoredUtterances(tmp_path, "ctc-hlg", "test", 0.5, 0.0, counts, tmp_path / "per_utt")
+    a = [run(1, 5), run(2, 6)]   # A: better on espeak (15 %), worse on festival (55 %)
+    b = [run(4, 2), run(4, 2)]   # B: 40 % and 20 %
+    whole = cs.compare_row("ctc-hlg", "test", a, b)
+    assert whole["mean_a"] == pytest.approx(35.0) and whole["mean_b"] == pytest.approx(30.0)
+    espeak = cs.compare_row("ctc-hlg", "test: espeak", cs.only(a, pattern, "espeak"), cs.only(b, pattern, "espeak"))
+    festival = cs.compare_row("ctc-hlg", "test: festival", cs.only(a, pattern, "festival"), cs.only(b, pattern, "festival"))
+    assert espeak["runs_a"] == pytest.approx([10.0, 20.0]) and espeak["mean_b"] == pytest.approx(40.0)
+    assert espeak["delta"] == pytest.approx(-25.0) and espeak["hi"] < 0      # A better there
+    assert festival["delta"] == pytest.approx(35.0) and festival["lo"] > 0   # B better there
+    assert espeak["utterances"] == festival["utterances"] == 20
