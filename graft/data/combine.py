@@ -47,10 +47,9 @@ def combine_languages(languages: Sequence[str], name: str, manifest_root: str | 
     out_m, out_f = manifest_root / name, fbank_root / name
     report: dict = {"languages": list(languages), "seed": seed, "splits": {}}
     for split in splits:
-        for kind in KINDS:
-            items = [item for lang in languages for item in load_manifest(manifest_root / lang / f"{kind}_{split}.jsonl.gz")]
-            _write(type(load_manifest(mdirs[0] / f"{kind}_{split}.jsonl.gz")).from_items(items),
-                   out_m / f"{kind}_{split}.jsonl.gz")
+        for kind in KINDS:  # RecordingSet, SupervisionSet, CutSet: one of each kind of all languages
+            parts = [load_manifest(d / f"{kind}_{split}.jsonl.gz") for d in mdirs]
+            _write(type(parts[0]).from_items([x for part in parts for x in part]), out_m / f"{kind}_{split}.jsonl.gz")
         per_lang = {lang: list(load_manifest(fbank_root / lang / f"cuts_{split}.jsonl.gz")) for lang in languages}
         cuts = [c for lang in languages for c in per_lang[lang]]
         if len({c.id for c in cuts}) != len(cuts):
@@ -63,8 +62,8 @@ def combine_languages(languages: Sequence[str], name: str, manifest_root: str | 
     with atomic_write(out_m / "lm_text.txt") as f:
         for lang in languages:
             path = corpus_root / lang / "lm_text.txt"
-            if path.is_file():
-                f.write(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8") if path.is_file() else ""
+            f.write(text if not text or text.endswith("\n") else text + "\n")
     for d in (out_f, out_m):
         with atomic_write(d / "report.json") as f:
             json.dump(report, f, indent=1)
