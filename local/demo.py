@@ -8,6 +8,8 @@ Usage:
         --en-unseen-minutes 10 --cs-unseen-minutes 10
     local/demo.py prepare --dl-dir data/corpus --language cs --out-dir data/manifests/cs \\
         --train-subsets "15 30 60" --seed 0
+    local/demo.py download --languages pl --train-reads 2 --pl-train-minutes 240 --pl-unseen-minutes 0
+        # Polish (not part of the demo; bench/source_language.sh): ~2,400 sentences, read twice
 
 `download` (also called `synthesize`; stage 0) writes a folder corpus per language (CONVENTIONS.md): <out-dir>/<lang>/
 transcripts.tsv (id audio text speaker language split), wav/<id>.wav (16 kHz mono), lm_text.txt
