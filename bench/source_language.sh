@@ -57,10 +57,10 @@ lang_stage $lang $vocab $order $lm_text
 # the recipe source's training options, at the same audio budget: more epochs of fewer minutes,
 # the learning-rate decay kept per update (lr_epochs scaled with the epoch length)
 mkdir -p $exp
-epochs=$(python - "$src/params.json" "$exp" "$lang" "$(lang_dir $lang $vocab)" "$minutes" "${EPOCHS:-}" <<'PY'
+epochs=$(python - "$src/params.json" "$exp" "$lang" "$(lang_dir $lang $vocab)" "${EPOCHS:-}" <<'PY'
 import json, sys, yaml
 from lhotse import load_manifest_lazy
-params, exp, lang, lang_dir, minutes, epochs = sys.argv[1:]
+params, exp, lang, lang_dir, epochs = sys.argv[1:]
 conf = json.load(open(params))["train_conf"]
 src_minutes = sum(c.duration for c in load_manifest_lazy(conf["cuts_train"])) / 60
 new_minutes = sum(c.duration for c in load_manifest_lazy(f"data/fbank/{lang}/cuts_train.jsonl.gz")) / 60

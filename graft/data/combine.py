@@ -49,14 +49,16 @@ def combine_languages(languages: Sequence[str], name: str, manifest_root: str | 
     for split in splits:
         for kind in KINDS:  # RecordingSet, SupervisionSet, CutSet: one of each kind of all languages
             parts = [load_manifest(d / f"{kind}_{split}.jsonl.gz") for d in mdirs]
-            _write(type(parts[0]).from_items([x for part in parts for x in part]), out_m / f"{kind}_{split}.jsonl.gz")
+            with atomic_path(out_m / f"{kind}_{split}.jsonl.gz") as tmp:  # tmp keeps .jsonl.gz for lhotse
+                type(parts[0]).from_items([x for part in parts for x in part]).to_file(tmp)
         per_lang = {lang: list(load_manifest(fbank_root / lang / f"cuts_{split}.jsonl.gz")) for lang in languages}
         cuts = [c for lang in languages for c in per_lang[lang]]
         if len({c.id for c in cuts}) != len(cuts):
             raise GraftError(f"{split}: the languages {' '.join(languages)} share cut ids; they cannot be combined")
         if split == "train":
             random.Random(seed).shuffle(cuts)
-        _write(CutSet.from_cuts(cuts), out_f / f"cuts_{split}.jsonl.gz")
+        with atomic_path(out_f / f"cuts_{split}.jsonl.gz") as tmp:
+            CutSet.from_cuts(cuts).to_file(tmp)
         report["splits"][split] = {lang: {"cuts": len(own), "hours": round(sum(c.duration for c in own) / 3600, 3)}
                                    for lang, own in per_lang.items()}
     with atomic_write(out_m / "lm_text.txt") as f:
@@ -69,7 +71,3 @@ def combine_languages(languages: Sequence[str], name: str, manifest_root: str | 
             json.dump(report, f, indent=1)
     return report
 
-
-def _write(manifest, path: Path) -> None:
-    with atomic_path(path) as tmp:  # the temporary name keeps .jsonl.gz: lhotse infers the format
-        manifest.to_file(tmp)
