@@ -39,9 +39,11 @@ def command(tiny, exp: Path, extra: tuple[str, ...] = ()) -> list[str]:
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-@pytest.mark.parametrize("extra", [(), ("--freq-warp", "0.1")], ids=["plain", "freq-warp"])
+@pytest.mark.parametrize("extra", [(), ("--freq-warp", "0.1"), ("--adversarial", "speaker")],
+                         ids=["plain", "freq-warp", "adversarial"])
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny, extra):
-    """Also with frequency warping: its factors come from the checkpointed python RNG."""
+    """Also with frequency warping (its factors come from the checkpointed python RNG) and with
+    the domain adversary (its weights and optimizer state are in the checkpoint)."""
     reference = tmp_path / "uninterrupted"
     ref = subprocess.run(command(tiny, reference, extra), env=ENV, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-2000:]

@@ -55,14 +55,16 @@ class Transducer(nn.Module):
     def forward(self, features: Tensor, feature_lens: Tensor, targets: list[list[int]],
                 prune_range: int = 5, am_scale: float = 0.0, lm_scale: float = 0.25,
                 simple_loss_scale: float = 0.5, pruned_loss_scale: float = 1.0,
-                ctc_weight: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+                ctc_weight: float = 0.0, keep_encoder_out: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss summed over the batch, and the separate summed losses.
 
         features (N, T, feature_dim), feature_lens (N,), targets: N lists of token ids
         (without blank). Returns (simple_loss_scale*simple + pruned_loss_scale*pruned +
         ctc_weight*ctc, {"simple", "pruned", "ctc", "frames"}). The CTC loss is only
         computed when ctc_weight > 0 (else reported as 0). Utterances with no tokens add
-        nothing to the transducer losses (fast_rnnt needs at least one symbol).
+        nothing to the transducer losses (fast_rnnt needs at least one symbol). keep_encoder_out:
+        info also holds "encoder_out" (N, T', D, in the graph: a loss on it trains the encoder)
+        and "encoder_lens" (graft.train.adversarial uses them).
         """
         if len(targets) != features.size(0):
             raise ValueError(f"{len(targets)} targets for a batch of {features.size(0)}")
@@ -95,6 +97,8 @@ class Transducer(nn.Module):
             total = total + ctc_weight * ctc
         info = {"simple": simple.detach(), "pruned": pruned.detach(), "ctc": ctc.detach(),
                 "frames": encoder_lens.sum().detach()}
+        if keep_encoder_out:
+            info.update(encoder_out=encoder_out, encoder_lens=encoder_lens)
         return total, info
 
     def _transducer_losses(self, encoder_out: Tensor, encoder_lens: Tensor, symbols: Tensor,

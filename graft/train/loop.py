@@ -60,6 +60,7 @@ from lhotse.dataset import SpecAugment
 from torch import Tensor, nn
 
 from graft.data.features import make_extractor
+from graft.train.adversarial import DomainAdversary, DomainLabels, reversal_scale
 from graft.train.amp import resolve_amp
 from graft.train.kernels import enlarge_kernel_cache
 from graft.train.malloc import keep_freed_memory
@@ -143,7 +144,7 @@ def param_fingerprint(model: nn.Module) -> str:
 class _Stats:
     """Sums over a log interval (or a validation pass); all-reduced across ranks."""
 
-    KEYS = ("loss", "simple", "pruned", "ctc", "extra", "frames", "duration", "cuts", "batches")
+    KEYS = ("loss", "simple", "pruned", "ctc", "extra", "adv", "adv_right", "frames", "duration", "cuts", "batches")
 
     def __init__(self) -> None:
         self.v = dict.fromkeys(self.KEYS, 0.0)
@@ -192,6 +193,8 @@ class Trainer:
                              f"{lang.vocab_size}: build the model for this lang dir")
         self.model = model.to(self.dist.device)
         self.param_groups = param_groups
+        self.domains: DomainLabels | None = None      # --adversarial: each training cut's domain
+        self.adversary: DomainAdversary | None = None
 
     # ---- set-up ------------------------------------------------------------------------
     def _setup_logging(self) -> None:
@@ -230,6 +233,11 @@ class Trainer:
         log.info(f"training cuts {c.cuts_train}: {report.summary()}")
         if report.kept == 0:
             raise GraftError(f"no training cuts left in {c.cuts_train} after filtering ({report.summary()})")
+        if c.adversarial:
+            self.domains = DomainLabels.from_cuts(cuts, c.adversarial)
+            log.info(f"domain-adversarial training ({c.adversarial}): {len(self.domains.names)} domains "
+                     f"({', '.join(f'{k} {v}' for k, v in self.domains.counts().items())} cuts), reversal scale "
+                     f"0 -> {c.adversarial_weight:g} over {c.adversarial_ramp_steps} batches")
         self.train_cuts = cuts
         self.train_sampler = make_train_sampler(cuts, c.max_duration, c.seed, self.dist.world_size,
                                                 self.dist.rank, c.num_buckets)
@@ -260,8 +268,16 @@ class Trainer:
     def _setup_optim(self) -> None:
         c = self.conf
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.model, c.base_lr, c.weight_decay, self.param_groups,
-                                         optimizer=c.optimizer)
+        groups = self.param_groups
+        if self.domains is not None:
+            with torch.random.fork_rng():      # its initial weights from the seed, the global stream untouched
+                torch.manual_seed(c.seed)
+                self.adversary = DomainAdversary(self.model.encoder.output_dim, len(self.domains.names))
+            self.adversary.to(self.dist.device)
+            adv_params = list(self.adversary.parameters())
+            groups = [*(self.param_groups or []), {"params": adv_params}]
+            self.trainable += adv_params
+        self.optimizer = build_optimizer(self.model, c.base_lr, c.weight_decay, groups, optimizer=c.optimizer)
         self.scheduler = WarmupEdenLR(self.optimizer, c.warm_steps, c.lr_steps, c.lr_epochs)
         self.avg = RunningAverage.from_model(self.model)
         self.amp = resolve_amp(c.amp, self.dist.device)
@@ -298,6 +314,12 @@ class Trainer:
         ckpt = read_checkpoint(path, map_location="cpu")
         self._check_compatible(ckpt, path)
         self.model.load_state_dict(ckpt["model"])
+        if self.adversary is not None:
+            stored = ckpt.get("adversary") or {}
+            if stored.get("names") != self.domains.names:
+                raise GraftError(f"{path} was trained against the domains {stored.get('names')}, the training "
+                                 f"cuts now have {self.domains.names}: use a new --exp-dir")
+            self.adversary.load_state_dict(stored["state"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("model_avg") is not None:
@@ -338,6 +360,9 @@ class Trainer:
             "skipped": dict(self.skipped), "history": self.history,
             "model_conf": self.model_conf, "lang": self.lang.info(), "train_conf": self.conf.to_dict(),
             "world_size": self.dist.world_size, "extra": self.checkpoint_extra,
+            "adversary": None if self.adversary is None else {
+                "spec": self.domains.spec, "names": self.domains.names,
+                "state": {k: v.detach().cpu() for k, v in self.adversary.state_dict().items()}},
         }
 
     def _save(self, name: str) -> None:
@@ -357,7 +382,10 @@ class Trainer:
             log.info(f"saved {path}")
 
     def _check_ranks_in_sync(self) -> None:
-        prints = all_gather_object(param_fingerprint(self.model), self.dist)
+        mine = param_fingerprint(self.model)
+        if self.adversary is not None:      # its gradients are averaged by the loop, not by DDP
+            mine += "+" + param_fingerprint(self.adversary)
+        prints = all_gather_object(mine, self.dist)
         seen = all_gather_object(self.cuts_seen, self.dist)
         if self.dist.is_main:
             with atomic_write(self.exp_dir / "ddp_check.json") as f:
@@ -371,13 +399,21 @@ class Trainer:
         dev = self.dist.device
         simple_s, pruned_s = loss_scales(self.step, c.warm_steps, c.simple_loss_scale)
         self.ddp_model.train()
+        adv = right = None
         with self.amp.autocast():
             loss_sum, info = self.ddp_model(
                 batch["features"].to(dev), batch["feature_lens"].to(dev), batch["tokens"],
                 prune_range=c.prune_range, am_scale=c.am_scale, lm_scale=c.lm_scale,
-                simple_loss_scale=simple_s, pruned_loss_scale=pruned_s, ctc_weight=c.ctc_weight)
+                simple_loss_scale=simple_s, pruned_loss_scale=pruned_s, ctc_weight=c.ctc_weight,
+                keep_encoder_out=self.adversary is not None)
+            if self.adversary is not None:
+                adv, right = self.adversary(info.pop("encoder_out"), info.pop("encoder_lens"),
+                                            self.domains.labels(batch["cut_ids"]),
+                                            reversal_scale(self.step, c.adversarial_ramp_steps, c.adversarial_weight))
         frames = max(float(info["frames"]), 1.0)
         loss = loss_sum / frames
+        if adv is not None:
+            loss = loss + adv
         extra = None
         if self.extra_loss_fn is not None:
             extra = self.extra_loss_fn(self.model)
@@ -388,6 +424,13 @@ class Trainer:
             return None
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.adversary is not None and self.dist.distributed:   # DDP averages the model's gradients only
+            grads = [p.grad for p in self.adversary.parameters()]
+            flat = all_reduce_sum(torch.cat([g.reshape(-1) for g in grads]), self.dist) / self.dist.world_size
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset: offset + g.numel()].view_as(g))
+                offset += g.numel()
         max_norm = c.clip_grad_norm if c.clip_grad_norm > 0 else float("inf")
         norm = clip_grad_norm(self.trainable, max_norm)
         if not math.isfinite(norm):
@@ -400,7 +443,9 @@ class Trainer:
         simple, pruned, ctc = float(info["simple"]), float(info["pruned"]), float(info["ctc"])
         stats.add(loss=c.simple_loss_scale * simple + pruned + c.ctc_weight * ctc, simple=simple,
                   pruned=pruned, ctc=ctc, extra=0.0 if extra is None else float(extra.detach()) * frames,
-                  frames=frames, duration=batch["duration"], cuts=len(batch["cut_ids"]), batches=1)
+                  adv=0.0 if adv is None else float(adv.detach()) * frames,
+                  adv_right=0.0 if right is None else float(right), frames=frames,
+                  duration=batch["duration"], cuts=len(batch["cut_ids"]), batches=1)
         return norm
 
     def _skip(self, reason: str, batch: dict[str, Any]) -> None:
@@ -419,7 +464,7 @@ class Trainer:
         if not self.dist.is_main or s["frames"] <= 0:
             return
         wall = max(time.time() - t0, 1e-9)
-        per = {k: s[k] / s["frames"] for k in ("loss", "simple", "pruned", "ctc", "extra")}
+        per = {k: s[k] / s["frames"] for k in ("loss", "simple", "pruned", "ctc", "extra", "adv")}
         lr = self.scheduler.get_last_lr()[0]
         rate = s["duration"] / wall
         simple_s, pruned_s = loss_scales(self.step, self.conf.warm_steps, self.conf.simple_loss_scale)
@@ -427,13 +472,19 @@ class Trainer:
         log.info(f"epoch {self.epoch + 1} step {self.step} (batch {self.batches_done}): loss {per['loss']:.4f} "
                  f"[simple {per['simple']:.4f} pruned {per['pruned']:.4f} ctc {per['ctc']:.4f}"
                  + (f" extra {per['extra']:.4g}" if self.extra_loss_fn else "")
+                 + (f" adversary {per['adv']:.4f} acc {s['adv_right'] / s['frames']:.3f} reversal "
+                    f"{reversal_scale(self.step, self.conf.adversarial_ramp_steps, self.conf.adversarial_weight):.3f}"
+                    if self.adversary is not None else "")
                  + f"] lr {lr:.3g} scales {simple_s:.2f}/{pruned_s:.2f} "
                  f"{rate:.1f} audio s/s" + (f" grad-norm {grad_norm:.3g}" if grad_norm is not None else "")
                  + (f" skipped {skipped}" if skipped else ""))
         self.history["train"].append([self.step, per["loss"]])
         if self.tb is not None:
             for k, v in per.items():
-                self.tb.add_scalar(f"train/{k}", v, self.step)
+                if k != "adv" or self.adversary is not None:
+                    self.tb.add_scalar(f"train/{k}", v, self.step)
+            if self.adversary is not None:
+                self.tb.add_scalar("train/adversary_acc", s["adv_right"] / s["frames"], self.step)
             self.tb.add_scalar("train/lr", lr, self.step)
             self.tb.add_scalar("train/audio_sec_per_sec", rate, self.step)
             if grad_norm is not None:
@@ -568,6 +619,8 @@ class Trainer:
                 "param_groups": len(self.optimizer.param_groups),
                 "extra_loss": getattr(self.extra_loss_fn, "__name__", None) if self.extra_loss_fn else None,
                 "amp": {"enabled": self.amp.enabled, "reason": self.amp.reason},
+                "adversarial": None if self.domains is None else {
+                    "spec": self.domains.spec, "domains": self.domains.counts()},
             })
             from torch.utils.tensorboard import SummaryWriter
 

@@ -50,6 +50,9 @@ class TrainConfig:
     lm_scale: float
     simple_loss_scale: float
     ctc_weight: float
+    adversarial: str | None
+    adversarial_weight: float
+    adversarial_ramp_steps: int
     spec_augment: bool
     spec_augment_from_epoch: int
     speed_perturb: bool
@@ -99,6 +102,10 @@ HELP: dict[str, str] = {
     "lm_scale": "LM scale of the pruned RNN-T simple loss",
     "simple_loss_scale": "final weight of the simple loss (1.0 before warm-up ends)",
     "ctc_weight": "weight of the auxiliary CTC loss (0 disables it)",
+    "adversarial": "domain-adversarial training: the domain the encoder learns to hide: speaker, language or "
+                   "KEY:REGEX (the regex's first group; graft/train/adversarial.py); none: off",
+    "adversarial_weight": "gradient-reversal scale of the domain classifier's gradient into the encoder",
+    "adversarial_ramp_steps": "batches over which the reversal scale rises from 0 to --adversarial-weight",
     "spec_augment": "apply SpecAugment to training batches (true/false)",
     "spec_augment_from_epoch": "first epoch (1-based) with SpecAugment, when spec_augment is true",
     "speed_perturb": "add speed-perturbed copies of training cuts (--speed-factors), fbank on the fly (true/false)",
@@ -184,7 +191,8 @@ _RANGES: dict[str, tuple[float, bool]] = {
     "base_lr": (0, False), "weight_decay": (0, True), "warm_steps": (0, True), "lr_steps": (0, False),
     "lr_epochs": (0, False), "clip_grad_norm": (0, False), "prune_range": (1, True),
     "am_scale": (0, True), "lm_scale": (0, True), "simple_loss_scale": (0, True),
-    "ctc_weight": (0, True), "freq_warp": (0, True), "spec_augment_from_epoch": (1, True), "min_cut_duration": (0, True),
+    "ctc_weight": (0, True), "adversarial_weight": (0, True), "adversarial_ramp_steps": (0, True),
+    "freq_warp": (0, True), "spec_augment_from_epoch": (1, True), "min_cut_duration": (0, True),
     "max_cut_duration": (0, False), "num_buckets": (1, True), "pad_frames_to": (1, True), "num_workers": (0, True),
     "save_every_n": (0, True), "keep_last_k": (0, True), "average_period": (0, True),
     "log_interval": (0, True),
@@ -220,6 +228,9 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
     if conf.dropout is not None and conf.dropout >= 1:
         raise GraftError(f"--dropout must be < 1, got {conf.dropout}")
     conf.amp = parse_amp(conf.amp)
+    from graft.train.adversarial import parse_adversarial
+
+    conf.adversarial = conf.adversarial.strip() if parse_adversarial(conf.adversarial) else None  # one spelling of off
     from graft.train.optim import OPTIMIZERS
 
     if conf.optimizer not in OPTIMIZERS:
