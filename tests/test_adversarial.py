@@ -144,3 +144,27 @@ def test_with_the_transfer_s_parameter_groups_and_resume_refusals(tiny, tmp_path
     model, mconf = tiny_model(lang)
     with pytest.raises(GraftError, match=re.escape("adversarial: 'speaker' -> None")):
         train(model, tiny_conf(tiny, exp, cuts_dev=None, num_epochs=2), lang, mconf)
+
+
+def test_probe_reads_a_separable_domain_and_not_a_hidden_one():
+    """bench/probe_domains.py's halves and linear probe on made-up frames."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        from probe_domains import fit_probe, split_halves
+    finally:
+        sys.path.pop(0)
+    labels = {f"u{i:02d}": i % 3 for i in range(12)}
+    train, test = split_halves(sorted(labels), labels)
+    assert len(train) == len(test) == 6 and not train & test
+    assert sorted(labels[i] for i in train) == [0, 0, 1, 1, 2, 2]
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(3).repeat_interleave(200)
+    shown = torch.randn(600, 8, generator=g) + 3 * torch.nn.functional.one_hot(y, 8).float()
+    hidden = torch.randn(600, 8, generator=g)
+    for x, low, high in ((shown, 0.95, 1.0), (hidden, 0.0, 0.6)):
+        probe = fit_probe(x[0::2], y[0::2], 3)
+        acc = float((probe(x[1::2]).argmax(-1) == y[1::2]).float().mean())
+        assert low <= acc <= high, acc
