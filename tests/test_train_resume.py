@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_asr import tiny_asr_session
+from tiny_asr import tiny_asr_session, two_language_cuts
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_EPOCHS = 3
@@ -39,11 +39,16 @@ def command(tiny, exp: Path, extra: tuple[str, ...] = ()) -> list[str]:
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-@pytest.mark.parametrize("extra", [(), ("--freq-warp", "0.1"), ("--adversarial", "speaker")],
-                         ids=["plain", "freq-warp", "adversarial"])
+@pytest.mark.parametrize("extra", [(), ("--freq-warp", "0.1"), ("--adversarial", "speaker"),
+                                   ("--meta-block", "3", "--cuts-train", "TWO_LANGUAGES")],
+                         ids=["plain", "freq-warp", "adversarial", "meta"])
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny, extra):
-    """Also with frequency warping (its factors come from the checkpointed python RNG) and with
-    the domain adversary (its weights and optimizer state are in the checkpoint)."""
+    """Also with frequency warping (its factors come from the checkpointed python RNG), with the
+    domain adversary (its weights and optimizer state are in the checkpoint) and with Reptile's
+    language blocks (checkpoint-8 falls inside a block of 3: its anchor is in the checkpoint)."""
+    if "TWO_LANGUAGES" in extra:
+        two = str(two_language_cuts(tiny, tmp_path / "data"))
+        extra = tuple(two if x == "TWO_LANGUAGES" else x for x in extra)
     reference = tmp_path / "uninterrupted"
     ref = subprocess.run(command(tiny, reference, extra), env=ENV, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-2000:]

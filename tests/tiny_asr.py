@@ -133,3 +133,21 @@ def build_tiny_asr(root: Path, num_train: int = 24, num_dev: int = 6, vocab_size
 def tiny_asr_session(tmp_path_factory) -> TinyAsr:
     """One dataset per pytest session, shared by every test file that asks for it."""
     return build_tiny_asr(tmp_path_factory.getbasetemp() / "tiny_asr")
+
+
+def two_language_cuts(tiny: TinyAsr, out_dir: Path, split: str = "train") -> Path:
+    """The tiny corpus's cuts of SPLIT with the female voices' supervisions relabelled as a
+    second language "xx" (for the multilingual options: --meta-block, --adversarial language)."""
+    from lhotse import CutSet, load_manifest
+
+    src = tiny.cuts_train if split == "train" else tiny.cuts_dev
+    cuts = []
+    for cut in load_manifest(src):
+        for sup in cut.supervisions:
+            if "+f" in sup.speaker:
+                sup.language = "xx"
+        cuts.append(cut)
+    out = Path(out_dir) / f"cuts_{split}_two_languages.jsonl.gz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    CutSet.from_cuts(cuts).to_file(out)
+    return out

@@ -75,6 +75,7 @@ from graft.train.ddp import (DistInfo, all_gather_object, all_reduce_max, all_re
                              init_distributed, wrap_model)
 from graft.train.early_stop import PLATEAU_WER, EarlyStop, greedy_hypotheses, word_errors, write_summary
 from graft.train.freq_warp import FreqWarp
+from graft.train.meta import LanguageBlockSampler, Reptile
 from graft.train.optim import build_optimizer, clip_grad_norm
 from graft.train.options import TrainConfig
 from graft.train.plot import plot_losses
@@ -195,6 +196,7 @@ class Trainer:
         self.param_groups = param_groups
         self.domains: DomainLabels | None = None      # --adversarial: each training cut's domain
         self.adversary: DomainAdversary | None = None
+        self.reptile: Reptile | None = None            # --meta-block: Reptile's anchor and outer step
 
     # ---- set-up ------------------------------------------------------------------------
     def _setup_logging(self) -> None:
@@ -239,8 +241,19 @@ class Trainer:
                      f"({', '.join(f'{k} {v}' for k, v in self.domains.counts().items())} cuts), reversal scale "
                      f"0 -> {c.adversarial_weight:g} over {c.adversarial_ramp_steps} batches")
         self.train_cuts = cuts
-        self.train_sampler = make_train_sampler(cuts, c.max_duration, c.seed, self.dist.world_size,
-                                                self.dist.rank, c.num_buckets)
+        if c.meta_block > 0:
+            if self.dist.distributed:
+                raise GraftError("--meta-block runs in one process (its language blocks are not split across "
+                                 "ranks yet): train without torchrun, or with --meta-block 0")
+            self.train_sampler = LanguageBlockSampler(
+                cuts, c.meta_block, lambda part: make_train_sampler(part, c.max_duration, c.seed, 1, 0, c.num_buckets),
+                c.seed)
+            minutes = ", ".join(f"{k} {v / 60:.1f} min" for k, v in self.train_sampler.seconds.items())
+            log.info(f"meta-learning (Reptile): blocks of {c.meta_block} batches of one language ({minutes}), "
+                     f"outer step {c.meta_step:g}")
+        else:
+            self.train_sampler = make_train_sampler(cuts, c.max_duration, c.seed, self.dist.world_size,
+                                                    self.dist.rank, c.num_buckets)
         spec = SpecAugment(time_warp_factor=80, num_feature_masks=2, features_mask_size=27,
                            num_frame_masks=10, frames_mask_size=100, max_frames_mask_fraction=0.15,
                            p=0.9) if c.spec_augment else None
@@ -278,6 +291,8 @@ class Trainer:
             groups = [*(self.param_groups or []), {"params": adv_params}]
             self.trainable += adv_params
         self.optimizer = build_optimizer(self.model, c.base_lr, c.weight_decay, groups, optimizer=c.optimizer)
+        if c.meta_block > 0:
+            self.reptile = Reptile([p for p in self.model.parameters() if p.requires_grad], c.meta_step)
         self.scheduler = WarmupEdenLR(self.optimizer, c.warm_steps, c.lr_steps, c.lr_epochs)
         self.avg = RunningAverage.from_model(self.model)
         self.amp = resolve_amp(c.amp, self.dist.device)
@@ -320,6 +335,8 @@ class Trainer:
                 raise GraftError(f"{path} was trained against the domains {stored.get('names')}, the training "
                                  f"cuts now have {self.domains.names}: use a new --exp-dir")
             self.adversary.load_state_dict(stored["state"])
+        if self.reptile is not None:
+            self.reptile.load_state_dict(ckpt["meta"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("model_avg") is not None:
@@ -360,6 +377,7 @@ class Trainer:
             "skipped": dict(self.skipped), "history": self.history,
             "model_conf": self.model_conf, "lang": self.lang.info(), "train_conf": self.conf.to_dict(),
             "world_size": self.dist.world_size, "extra": self.checkpoint_extra,
+            "meta": None if self.reptile is None else self.reptile.state_dict(),
             "adversary": None if self.adversary is None else {
                 "spec": self.domains.spec, "names": self.domains.names,
                 "state": {k: v.detach().cpu() for k, v in self.adversary.state_dict().items()}},
@@ -619,6 +637,8 @@ class Trainer:
                 "param_groups": len(self.optimizer.param_groups),
                 "extra_loss": getattr(self.extra_loss_fn, "__name__", None) if self.extra_loss_fn else None,
                 "amp": {"enabled": self.amp.enabled, "reason": self.amp.reason},
+                "meta": None if self.reptile is None else {
+                    "block": c.meta_block, "step": c.meta_step, "languages": self.train_sampler.languages},
                 "adversarial": None if self.domains is None else {
                     "spec": self.domains.spec, "domains": self.domains.counts()},
             })
@@ -655,6 +675,8 @@ class Trainer:
                 self.audio_seconds_local += float(batch["duration"])
                 self.step += 1
                 self.batches_done += 1
+                if self.reptile is not None and self.batches_done % c.meta_block == 0:
+                    self.reptile.update()      # the end of a language block
                 if c.average_period > 0 and self.step % c.average_period == 0:
                     self.avg.update(self.model)
                 if c.log_interval > 0 and self.step % c.log_interval == 0:
@@ -675,6 +697,8 @@ class Trainer:
                 break
             if stats.v["batches"] and c.log_interval > 0:
                 self._log_progress(stats, t0, grad_norm)
+            if self.reptile is not None and self.batches_done % c.meta_block != 0:
+                self.reptile.update()          # the epoch's last, shorter block
             if c.average_period <= 0 or self.step % c.average_period != 0:
                 self.avg.update(self.model)     # every epoch adds at least one snapshot
             if self.dist.is_main:
