@@ -13,7 +13,8 @@
 #   languages whose stages 0-2 the recipe ran, used as they are: "en cs"), MINUTES (train audio
 #   of a synthesized language, 240), READS (times train may read a sentence, each in another
 #   voice; 2), DEV_MINUTES (10), TEST_MINUTES (10), EPOCHS (default: the recipe source's minutes
-#   x epochs / this source's minutes), METHODS (greedy ctc-hlg)
+#   x epochs / this source's minutes), METHODS (greedy ctc-hlg), OPTS (training options on top,
+#   key=value ..., e.g. "meta_block=8 meta_step=0.5"), SUFFIX (appended to the exp dir's name)
 # Example: bench/source_language.sh pl && bench/transfer_from_source.sh pl exp/pl_small
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,7 +32,7 @@ src=exp/$model
 vocab=$(python -c "import json; print(json.load(open('$src/lang/lang.json'))['vocab_size'])")
 settings=$(decoded_settings $src)           # stage 6's LM order and averaging
 read -r order avg last <<< "$settings"
-exp=exp/${lang}_$(basename $src | cut -d_ -f2-)
+exp=exp/${lang}_$(basename $src | cut -d_ -f2-)${SUFFIX:+_$SUFFIX}
 
 for l in $langs; do
   if [[ " $recipe_langs " == *" $l "* ]]; then
@@ -57,10 +58,10 @@ lang_stage $lang $vocab $order $lm_text
 # the recipe source's training options, at the same audio budget: more epochs of fewer minutes,
 # the learning-rate decay kept per update (lr_epochs scaled with the epoch length)
 mkdir -p $exp
-epochs=$(python - "$src/params.json" "$exp" "$lang" "$(lang_dir $lang $vocab)" "${EPOCHS:-}" <<'PY'
+epochs=$(python - "$src/params.json" "$exp" "$lang" "$(lang_dir $lang $vocab)" "${EPOCHS:-}" ${OPTS:-} <<'PY'
 import json, sys, yaml
 from lhotse import load_manifest_lazy
-params, exp, lang, lang_dir, epochs = sys.argv[1:]
+params, exp, lang, lang_dir, epochs = sys.argv[1:6]
 conf = json.load(open(params))["train_conf"]
 src_minutes = sum(c.duration for c in load_manifest_lazy(conf["cuts_train"])) / 60
 new_minutes = sum(c.duration for c in load_manifest_lazy(f"data/fbank/{lang}/cuts_train.jsonl.gz")) / 60
@@ -68,6 +69,9 @@ epochs = int(epochs) if epochs else max(1, round(conf["num_epochs"] * src_minute
 conf.update(cuts_train=f"data/fbank/{lang}/cuts_train.jsonl.gz", cuts_dev=f"data/fbank/{lang}/cuts_dev.jsonl.gz",
             lang_dir=lang_dir, exp_dir=exp, num_epochs=epochs,
             lr_epochs=round(conf["lr_epochs"] * src_minutes / new_minutes, 2))
+for item in sys.argv[6:]:                          # OPTS: key=value (typed by graft.train.options)
+    key, _, value = item.partition("=")
+    conf[key] = value
 yaml.safe_dump(conf, open(f"{exp}/train_conf.yaml", "w"))
 print(epochs)
 PY
