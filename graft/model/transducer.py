@@ -64,7 +64,8 @@ class Transducer(nn.Module):
         computed when ctc_weight > 0 (else reported as 0). Utterances with no tokens add
         nothing to the transducer losses (fast_rnnt needs at least one symbol). keep_encoder_out:
         info also holds "encoder_out" (N, T', D, in the graph: a loss on it trains the encoder)
-        and "encoder_lens" (graft.train.adversarial uses them).
+        and "encoder_lens" (graft.train.adversarial uses them), and with ctc_weight > 0
+        "ctc_log_probs" (N, T', V; graft.train.distill).
         """
         if len(targets) != features.size(0):
             raise ValueError(f"{len(targets)} targets for a batch of {features.size(0)}")
@@ -99,6 +100,8 @@ class Transducer(nn.Module):
                 "frames": encoder_lens.sum().detach()}
         if keep_encoder_out:
             info.update(encoder_out=encoder_out, encoder_lens=encoder_lens)
+            if ctc_weight > 0:
+                info["ctc_log_probs"] = log_probs
         return total, info
 
     def _transducer_losses(self, encoder_out: Tensor, encoder_lens: Tensor, symbols: Tensor,

@@ -73,6 +73,7 @@ from graft.train.data import (AsrDataset, add_speed_perturbed, cut_text, filter_
                               make_dev_sampler, make_loader, make_train_sampler, parse_speed_factors)
 from graft.train.ddp import (DistInfo, all_gather_object, all_reduce_max, all_reduce_sum,
                              init_distributed, wrap_model)
+from graft.train.distill import Teacher, distill_loss, parse_teachers
 from graft.train.early_stop import PLATEAU_WER, EarlyStop, greedy_hypotheses, word_errors, write_summary
 from graft.train.freq_warp import FreqWarp
 from graft.train.meta import LanguageBlockSampler, Reptile
@@ -145,7 +146,8 @@ def param_fingerprint(model: nn.Module) -> str:
 class _Stats:
     """Sums over a log interval (or a validation pass); all-reduced across ranks."""
 
-    KEYS = ("loss", "simple", "pruned", "ctc", "extra", "adv", "adv_right", "frames", "duration", "cuts", "batches")
+    KEYS = ("loss", "simple", "pruned", "ctc", "extra", "adv", "adv_right", "kd", "frames", "duration", "cuts",
+            "batches")
 
     def __init__(self) -> None:
         self.v = dict.fromkeys(self.KEYS, 0.0)
@@ -197,6 +199,7 @@ class Trainer:
         self.domains: DomainLabels | None = None      # --adversarial: each training cut's domain
         self.adversary: DomainAdversary | None = None
         self.reptile: Reptile | None = None            # --meta-block: Reptile's anchor and outer step
+        self.teacher: Teacher | None = None            # --distill-from: frozen models, not checkpointed
 
     # ---- set-up ------------------------------------------------------------------------
     def _setup_logging(self) -> None:
@@ -291,6 +294,11 @@ class Trainer:
             groups = [*(self.param_groups or []), {"params": adv_params}]
             self.trainable += adv_params
         self.optimizer = build_optimizer(self.model, c.base_lr, c.weight_decay, groups, optimizer=c.optimizer)
+        if c.distill_from:
+            self.teacher = Teacher.load(parse_teachers(c.distill_from), c.distill_avg, self.lang, self.dist.device)
+            which = ", ".join(f"{i['exp_dir']} (epoch {i['epoch']}, avg {i['avg']})" for i in self.teacher.infos)
+            log.info(f"knowledge distillation: the CTC head learns the mean posteriors of {which}, weight "
+                     f"{c.distill_weight:g}")
         if c.meta_block > 0:
             self.reptile = Reptile([p for p in self.model.parameters() if p.requires_grad], c.meta_step)
         self.scheduler = WarmupEdenLR(self.optimizer, c.warm_steps, c.lr_steps, c.lr_epochs)
@@ -417,13 +425,20 @@ class Trainer:
         dev = self.dist.device
         simple_s, pruned_s = loss_scales(self.step, c.warm_steps, c.simple_loss_scale)
         self.ddp_model.train()
-        adv = right = None
+        adv = right = kd = None
         with self.amp.autocast():
             loss_sum, info = self.ddp_model(
                 batch["features"].to(dev), batch["feature_lens"].to(dev), batch["tokens"],
                 prune_range=c.prune_range, am_scale=c.am_scale, lm_scale=c.lm_scale,
                 simple_loss_scale=simple_s, pruned_loss_scale=pruned_s, ctc_weight=c.ctc_weight,
-                keep_encoder_out=self.adversary is not None)
+                keep_encoder_out=self.adversary is not None or self.teacher is not None)
+            if self.teacher is not None:
+                t_logp, t_lens = self.teacher.log_probs(batch["features"].to(dev), batch["feature_lens"].to(dev))
+                if not torch.equal(t_lens, info["encoder_lens"]):
+                    raise GraftError("the teachers give other numbers of encoder frames than the student "
+                                     f"({t_lens.tolist()[:4]} vs {info['encoder_lens'].tolist()[:4]}): distil from "
+                                     "teachers of the student's frame rate (subsampling)")
+                kd = distill_loss(t_logp, info.pop("ctc_log_probs"), info["encoder_lens"])
             if self.adversary is not None:
                 adv, right = self.adversary(info.pop("encoder_out"), info.pop("encoder_lens"),
                                             self.domains.labels(batch["cut_ids"]),
@@ -432,6 +447,8 @@ class Trainer:
         loss = loss_sum / frames
         if adv is not None:
             loss = loss + adv
+        if kd is not None:
+            loss = loss + c.distill_weight * kd
         extra = None
         if self.extra_loss_fn is not None:
             extra = self.extra_loss_fn(self.model)
@@ -462,7 +479,8 @@ class Trainer:
         stats.add(loss=c.simple_loss_scale * simple + pruned + c.ctc_weight * ctc, simple=simple,
                   pruned=pruned, ctc=ctc, extra=0.0 if extra is None else float(extra.detach()) * frames,
                   adv=0.0 if adv is None else float(adv.detach()) * frames,
-                  adv_right=0.0 if right is None else float(right), frames=frames,
+                  adv_right=0.0 if right is None else float(right),
+                  kd=0.0 if kd is None else float(kd.detach()) * frames, frames=frames,
                   duration=batch["duration"], cuts=len(batch["cut_ids"]), batches=1)
         return norm
 
@@ -482,7 +500,7 @@ class Trainer:
         if not self.dist.is_main or s["frames"] <= 0:
             return
         wall = max(time.time() - t0, 1e-9)
-        per = {k: s[k] / s["frames"] for k in ("loss", "simple", "pruned", "ctc", "extra", "adv")}
+        per = {k: s[k] / s["frames"] for k in ("loss", "simple", "pruned", "ctc", "extra", "adv", "kd")}
         lr = self.scheduler.get_last_lr()[0]
         rate = s["duration"] / wall
         simple_s, pruned_s = loss_scales(self.step, self.conf.warm_steps, self.conf.simple_loss_scale)
@@ -493,13 +511,14 @@ class Trainer:
                  + (f" adversary {per['adv']:.4f} acc {s['adv_right'] / s['frames']:.3f} reversal "
                     f"{reversal_scale(self.step, self.conf.adversarial_ramp_steps, self.conf.adversarial_weight):.3f}"
                     if self.adversary is not None else "")
+                 + (f" distill {per['kd']:.4f}" if self.teacher is not None else "")
                  + f"] lr {lr:.3g} scales {simple_s:.2f}/{pruned_s:.2f} "
                  f"{rate:.1f} audio s/s" + (f" grad-norm {grad_norm:.3g}" if grad_norm is not None else "")
                  + (f" skipped {skipped}" if skipped else ""))
         self.history["train"].append([self.step, per["loss"]])
         if self.tb is not None:
             for k, v in per.items():
-                if k != "adv" or self.adversary is not None:
+                if (k != "adv" or self.adversary is not None) and (k != "kd" or self.teacher is not None):
                     self.tb.add_scalar(f"train/{k}", v, self.step)
             if self.adversary is not None:
                 self.tb.add_scalar("train/adversary_acc", s["adv_right"] / s["frames"], self.step)
@@ -637,6 +656,9 @@ class Trainer:
                 "param_groups": len(self.optimizer.param_groups),
                 "extra_loss": getattr(self.extra_loss_fn, "__name__", None) if self.extra_loss_fn else None,
                 "amp": {"enabled": self.amp.enabled, "reason": self.amp.reason},
+                "distill": None if self.teacher is None else {
+                    "teachers": [{k: i[k] for k in ("exp_dir", "epoch", "avg")} for i in self.teacher.infos],
+                    "weight": c.distill_weight},
                 "meta": None if self.reptile is None else {
                     "block": c.meta_block, "step": c.meta_step, "languages": self.train_sampler.languages},
                 "adversarial": None if self.domains is None else {

@@ -55,6 +55,9 @@ class TrainConfig:
     adversarial_ramp_steps: int
     meta_block: int
     meta_step: float
+    distill_from: str | None
+    distill_weight: float
+    distill_avg: int
     spec_augment: bool
     spec_augment_from_epoch: int
     speed_perturb: bool
@@ -111,6 +114,10 @@ HELP: dict[str, str] = {
     "meta_block": "meta-learned initialization (Reptile over the training cuts' languages, graft/train/meta.py): "
                   "batches per one-language block (0: off; one process only)",
     "meta_step": "Reptile's outer step size: the share of each block's weight change kept (1: plain training)",
+    "distill_from": "knowledge distillation: teacher exp dirs (same lang dir; several: their mean posteriors) "
+                    "whose CTC posteriors the student's CTC head learns (graft/train/distill.py; needs --ctc-weight > 0)",
+    "distill_weight": "weight of the per-frame KL(teachers || student) in the loss",
+    "distill_avg": "epochs averaged for each teacher (its last ones)",
     "spec_augment": "apply SpecAugment to training batches (true/false)",
     "spec_augment_from_epoch": "first epoch (1-based) with SpecAugment, when spec_augment is true",
     "speed_perturb": "add speed-perturbed copies of training cuts (--speed-factors), fbank on the fly (true/false)",
@@ -197,7 +204,7 @@ _RANGES: dict[str, tuple[float, bool]] = {
     "lr_epochs": (0, False), "clip_grad_norm": (0, False), "prune_range": (1, True),
     "am_scale": (0, True), "lm_scale": (0, True), "simple_loss_scale": (0, True),
     "ctc_weight": (0, True), "adversarial_weight": (0, True), "adversarial_ramp_steps": (0, True),
-    "meta_block": (0, True), "meta_step": (0, False),
+    "meta_block": (0, True), "meta_step": (0, False), "distill_weight": (0, True), "distill_avg": (1, True),
     "freq_warp": (0, True), "spec_augment_from_epoch": (1, True), "min_cut_duration": (0, True),
     "max_cut_duration": (0, False), "num_buckets": (1, True), "pad_frames_to": (1, True), "num_workers": (0, True),
     "save_every_n": (0, True), "keep_last_k": (0, True), "average_period": (0, True),
@@ -231,6 +238,11 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
 
     if conf.freq_warp >= MAX_WARP:
         raise GraftError(f"--freq-warp must be < {MAX_WARP:g} (the warp stays monotone), got {conf.freq_warp}")
+    if conf.distill_from is not None and not conf.distill_from.strip():
+        conf.distill_from = None
+    if conf.distill_from and conf.ctc_weight <= 0:
+        raise GraftError("--distill-from needs --ctc-weight > 0: the student's CTC head is what learns the "
+                         "teachers' posteriors")
     if conf.meta_step > 1:
         raise GraftError(f"--meta-step must be <= 1 (the share of a block's change kept), got {conf.meta_step}")
     if conf.dropout is not None and conf.dropout >= 1:
