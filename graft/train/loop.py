@@ -12,6 +12,10 @@ Hooks for other trainers (layer transfer):
           param_groups=[{"params": [...], "lr_scale": 0.1}, ...],   # per-group LR (optim.py)
           extra_loss_fn=lambda m: l2sp_penalty(m),   # scalar added to the per-frame loss
           checkpoint_extra={"transfer": {...}})      # stored in every checkpoint as "extra"
+Transfer techniques that act inside training are options of the same loop: --adversarial (a
+domain classifier behind gradient reversal, graft.train.adversarial), --meta-block (Reptile over
+the cuts' languages, graft.train.meta) and --distill-from (teachers' CTC posteriors,
+graft.train.distill); what they add is checkpointed beside the model, never inside it.
 `model` may be pre-initialised and have frozen parameters (requires_grad False: they are left
 out of the optimizer and the gradient norm). A checkpoint found in exp_dir always wins over
 the given weights: that is what resuming means.
