@@ -4,7 +4,7 @@ hide it (Ganin & Lempitsky 2015; speaker-invariant training, Meng et al. 2018).
 
 Usage:
     domains = DomainLabels.from_cuts(train_cuts, "speaker")         # or "language", or a regex group
-    adversary = DomainAdversary(encoder_dim=144, num_domains=len(domains))
+    adversary = DomainAdversary(encoder_dim=144, num_domains=len(domains.names))
     labels = domains.labels(batch["cut_ids"])                       # (N,) long
     loss_adv, correct = adversary(encoder_out, encoder_lens, labels, reversal=reversal_scale(step, 1000, 0.5))
     (asr_loss + loss_adv).backward()

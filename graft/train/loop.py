@@ -413,7 +413,7 @@ class Trainer:
 
     def _check_ranks_in_sync(self) -> None:
         mine = param_fingerprint(self.model)
-        if self.adversary is not None:      # its gradients are averaged by the loop, not by DDP
+        if self.adversary is not None:      # a module of its own beside the model (its own DDP wrapper)
             mine += "+" + param_fingerprint(self.adversary)
         prints = all_gather_object(mine, self.dist)
         seen = all_gather_object(self.cuts_seen, self.dist)
@@ -444,7 +444,7 @@ class Trainer:
                                      "teachers of the student's frame rate (subsampling)")
                 kd = distill_loss(t_logp, info.pop("ctc_log_probs"), info["encoder_lens"])
             if self.adversary is not None:
-                adv, right = self.adversary(info.pop("encoder_out"), info.pop("encoder_lens"),
+                adv, right = self.ddp_adversary(info.pop("encoder_out"), info.pop("encoder_lens"),
                                             self.domains.labels(batch["cut_ids"]),
                                             reversal_scale(self.step, c.adversarial_ramp_steps, c.adversarial_weight))
         frames = max(float(info["frames"]), 1.0)
@@ -463,13 +463,6 @@ class Trainer:
             return None
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.adversary is not None and self.dist.distributed:   # DDP averages the model's gradients only
-            grads = [p.grad for p in self.adversary.parameters()]
-            flat = all_reduce_sum(torch.cat([g.reshape(-1) for g in grads]), self.dist) / self.dist.world_size
-            offset = 0
-            for g in grads:
-                g.copy_(flat[offset: offset + g.numel()].view_as(g))
-                offset += g.numel()
         max_norm = c.clip_grad_norm if c.clip_grad_norm > 0 else float("inf")
         norm = clip_grad_norm(self.trainable, max_norm)
         if not math.isfinite(norm):
@@ -504,7 +497,9 @@ class Trainer:
         if not self.dist.is_main or s["frames"] <= 0:
             return
         wall = max(time.time() - t0, 1e-9)
-        per = {k: s[k] / s["frames"] for k in ("loss", "simple", "pruned", "ctc", "extra", "adv", "kd")}
+        keys = ["loss", "simple", "pruned", "ctc", "extra"] + ["adv"] * (self.adversary is not None) \
+            + ["kd"] * (self.teacher is not None)
+        per = {k: s[k] / s["frames"] for k in keys}
         lr = self.scheduler.get_last_lr()[0]
         rate = s["duration"] / wall
         simple_s, pruned_s = loss_scales(self.step, self.conf.warm_steps, self.conf.simple_loss_scale)
@@ -522,8 +517,7 @@ class Trainer:
         self.history["train"].append([self.step, per["loss"]])
         if self.tb is not None:
             for k, v in per.items():
-                if (k != "adv" or self.adversary is not None) and (k != "kd" or self.teacher is not None):
-                    self.tb.add_scalar(f"train/{k}", v, self.step)
+                self.tb.add_scalar(f"train/{k}", v, self.step)
             if self.adversary is not None:
                 self.tb.add_scalar("train/adversary_acc", s["adv_right"] / s["frames"], self.step)
             self.tb.add_scalar("train/lr", lr, self.step)
@@ -646,6 +640,7 @@ class Trainer:
             self._write_early_stop(done=True)
             return self._result(finished=True, stopped=False)
         self.ddp_model = wrap_model(self.model, self.dist)
+        self.ddp_adversary = None if self.adversary is None else wrap_model(self.adversary, self.dist)
         allocator = keep_freed_memory() if self.dist.device.type == "cpu" else None
         n_params = sum(p.numel() for p in self.model.parameters())
         n_train = sum(p.numel() for p in self.trainable)

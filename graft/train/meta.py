@@ -2,7 +2,8 @@
 Schulman 2018) on language blocks.
 
 Usage:
-    sampler = LanguageBlockSampler(cuts, block=8, max_duration=30, seed=0)   # one language per block
+    sampler = LanguageBlockSampler(cuts, block=8, seed=0,                    # one language per block
+                                   make_sampler=lambda part: make_train_sampler(part, 30.0, 0, 1, 0))
     reptile = Reptile(trainable_params, step_size=0.5)
     for i, batch in enumerate(loader, 1):       # ... an ordinary optimizer step per batch ...
         if i % 8 == 0:
@@ -23,7 +24,7 @@ drawn. An epoch ends when every language's sampler is exhausted.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from lhotse import CutSet
@@ -54,8 +55,9 @@ def split_by_language(cuts: CutSet) -> dict[str, CutSet]:
 class LanguageBlockSampler(torch.utils.data.Sampler):
     """Batches (CutSets) in blocks of `block` from one language each (see the module docstring)."""
 
-    def __init__(self, cuts: CutSet, block: int, make_sampler, seed: int = 0) -> None:
-        """make_sampler(CutSet) -> a lhotse sampler of one language's batches (e.g. bucketed)."""
+    def __init__(self, cuts: CutSet, block: int, make_sampler: Callable[[CutSet], Any], seed: int = 0) -> None:
+        """make_sampler(CutSet) -> a lhotse sampler of one language's batches (graft.train.data's
+        make_train_sampler)."""
         if block < 1:
             raise GraftError(f"--meta-block must be >= 1, got {block}")
         self.block, self.seed, self.epoch = block, seed, 0
