@@ -47,10 +47,7 @@ for l in $langs; do
 done
 lm_text=data/corpus/$lang/lm_text.txt
 if [ "$lang" != "$langs" ]; then              # several: one training language of them all
-  inputs=""
-  for l in $langs; do inputs="$inputs data/fbank/$l/report.json data/manifests/$l/report.json"; done
-  step "combine_$lang" "data/fbank/$lang/report.json data/manifests/$lang/report.json" --inputs "${inputs# }" \
-    python $GRAFT_ROOT/steps/combine_languages.py --languages $langs --name $lang
+  combine_stage $lang "$langs"
   lm_text=data/manifests/$lang/lm_text.txt
 fi
 lang_stage $lang $vocab $order $lm_text

@@ -84,3 +84,43 @@ def test_combining_needs_two_languages_with_their_stages_done(recipe):
     missing = _run(recipe, str(ROOT / "steps/combine_languages.py"), "--languages", "en", "cs", "--name", "x", ok=False)
     assert missing.returncode == 1 and "data/manifests/cs/report.json is missing: run stage 1 for cs first" in missing.stderr
     assert not (recipe / "data/fbank/x").exists()
+
+
+def test_demo_recipe_trains_and_transfers_from_an_english_polish_source(tmp_path):
+    """`./run.sh --source-langs "en pl"`: stage 0 makes Polish in its own step, stage 2 combines the
+    two languages, stage 3 builds one lang dir over both, stage 4 trains exp/en_pl_<preset> on both
+    and stage 5 transfers from it; a second run skips every step; a language the recipe cannot
+    synthesize stops with one line."""
+    import re
+
+    from corpus_fixtures import graft_tree, run_recipe
+
+    root = graft_tree(tmp_path / "graft", ["demo"])
+    asr = root / "egs/demo/ASR"
+    opts = ["--source-langs", "en pl", "--en-train-minutes", 1.5, "--en-dev-minutes", 0.4, "--en-test-minutes", 0.4,
+            "--cs-train-minutes", 1.5, "--cs-dev-minutes", 0.4, "--cs-test-minutes", 0.4, "--en-unseen-minutes", 0,
+            "--cs-unseen-minutes", 0, "--pl-train-minutes", 0.8, "--pl-dev-minutes", 0.3, "--pl-test-minutes", 0.3,
+            "--pl-train-reads", 1, "--extra-lm-text", "none", "--cs-train-subsets", "0.5", "--vocab-size", 60,
+            "--model-conf", "tiny", "--num-epochs", 1, "--max-duration", 20,
+            "--train-opts", "--ctc-weight 0.2 --warm-steps 5 --spec-augment false --num-buckets 2",
+            "--grid-opts", "--sizes 0.5m --budget-minutes 0.5 --speed-perturb false"]
+    r = run_recipe(root, "demo", *opts, "--stop-stage", 5, timeout=900)
+    assert (asr / "exp/log/stage0_demo_download_pl.log").is_file()    # Polish: a step of its own
+    assert json.loads((asr / "data/corpus/pl/report.json").read_text())["utterances"]["train"] > 0
+    report = json.loads((asr / "data/fbank/en_pl/report.json").read_text())
+    assert report["languages"] == ["en", "pl"]
+    lang = json.loads((asr / "data/lang/en_pl_bpe60/lang.json").read_text())
+    assert lang["language"] == "en_pl" and (asr / "data/lang/en_pl_bpe60/lm_3gram/HLG.fst").stat().st_size > 0
+    assert not (asr / "data/lang/en_bpe60").exists()                  # no English-only lang dir is made
+    params = json.loads((asr / "exp/en_pl_tiny/params.json").read_text())
+    assert params["train_conf"]["cuts_train"] == "data/fbank/en_pl/cuts_train.jsonl.gz"
+    assert (asr / "exp/en_pl_tiny/epoch-1.pt").is_file() and not (asr / "exp/en_tiny").exists()
+    # stage 5's transfer starts from the bilingual source (its own lang dir comes with it)
+    assert (asr / "exp/cs_transfer_encoder_decoder_0.5m/epoch-1.pt").is_file()
+    assert re.search(r"--source-exp exp/en_pl_tiny ", r.stderr)
+    again = run_recipe(root, "demo", *opts, "--stop-stage", 5)
+    assert "run '" not in again.stderr, again.stderr[-2000:]
+    bad = subprocess.run(["bash", str(asr / "run.sh"), "--source-langs", "en de", "--stop-stage", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "ERROR: --source-langs 'en de': this recipe synthesizes en and pl sources " \
+        "only (got 'de')" in bad.stderr and "Traceback" not in bad.stderr

@@ -42,12 +42,14 @@ decode_epoch() {
 
 # corpus_stage CORPUS DL_DIR "LANGS" "INPUTS" [download options...]: stage 0, complete when every
 # language's report.json (written last by the adapter) exists. INPUTS: files the corpus is made
-# from (e.g. a transcript table), so that editing them re-runs the stage.
+# from (e.g. a transcript table), so that editing them re-runs the stage. A second download of
+# the same corpus in one recipe (other languages, other options) sets corpus_tag, which names
+# its step (stage0_<corpus>_download_<tag>): `corpus_tag=pl corpus_stage demo data/corpus pl "" ...`.
 corpus_stage() {
   local corpus=$1 dl_dir=$2 langs=$3 inputs=$4 l outs=""
   shift 4
   for l in $langs; do outs="$outs $dl_dir/$l/report.json"; done
-  step "stage0_${corpus}_download" "${outs# }" --inputs "$inputs" \
+  step "stage0_${corpus}_download${corpus_tag:+_$corpus_tag}" "${outs# }" --inputs "$inputs" \
     python $GRAFT_ROOT/local/$corpus.py download --dl-dir $dl_dir "$@"
 }
 
@@ -75,6 +77,16 @@ fbank_stage() {
     --inputs "$(echo data/manifests/$lang/cuts_*.jsonl.gz)" --clear "data/fbank/$lang" \
     python $GRAFT_ROOT/steps/compute_fbank.py --manifest-dir data/manifests/$lang \
       --out-dir data/fbank/$lang --splits "train $(eval_splits data/manifests/$lang)" --jobs ${nj:-1}
+}
+
+# combine_stage NAME "LANGS": several languages' stage-1/2 outputs as one training language NAME
+# (steps/combine_languages.py: data/manifests/NAME/ with its lm_text.txt, data/fbank/NAME/), so
+# that stages 3-4 train one multilingual model on it; run after stages 1-2 of every language.
+combine_stage() {
+  local name=$1 langs=$2 l inputs=""
+  for l in $langs; do inputs="$inputs data/fbank/$l/report.json data/manifests/$l/report.json"; done
+  step "stage2_combine_$name" "data/fbank/$name/report.json data/manifests/$name/report.json" \
+    --inputs "${inputs# }" python $GRAFT_ROOT/steps/combine_languages.py --languages $langs --name $name
 }
 
 # lang_stage LANG VOCAB LM_ORDER [LM_TEXT [steps/prepare_lang.py options...]]: stage 3, the BPE

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Graft demo recipe: English (source) and Czech (target) speech synthesized offline from
 # Debian's TTS engines and fortune texts, then the usual Kaldi/icefall-style stages.
+# `--source-langs "en pl"` trains the source on English and Polish as one language instead.
 #
 #   ./run.sh                          # everything
 #   ./run.sh --stage 2 --stop-stage 3 # only features and the language side
@@ -9,11 +10,13 @@
 #
 # Stages:
 #   0  synthesize the corpus (local/demo.py download) -> data/corpus/<lang>/: train/dev/test in the
-#      training voices, test_unseen (voice-disjoint) in the held-out voices
+#      training voices, test_unseen (voice-disjoint) in the held-out voices (and Polish, for a
+#      source with pl in --source-langs)
 #   1  Lhotse manifests per language and split, nested Czech train subsets -> data/manifests/
-#   2  80-dim fbank, lilcom storage -> data/fbank/
+#   2  80-dim fbank, lilcom storage -> data/fbank/; several source languages combined into one
+#      (steps/combine_languages.py) -> data/fbank/<langs joined by _>/, e.g. en_pl
 #   3  language side: BPE lang dir, then its LM dir (lexicon, n-gram LM, G, L, LG, HLG) -> data/lang/
-#   4  train the English transducer (pruned RNN-T + CTC) -> exp/en_<model_conf>/
+#   4  train the source transducer (pruned RNN-T + CTC) -> exp/<source>_<model_conf>/ (en_small)
 #   5  the Czech transfer grid (conf/grid/<grid>.yaml): transfer from --source-exp and from scratch
 #      at an equal budget, per train size -> exp/cs_<name>/
 #   6  decode dev/test/test_unseen of every model: greedy, modified beam (n-best), CTC + HLG lattices
@@ -33,6 +36,13 @@ dl_dir=data/corpus          # where stage 0 writes the synthesized corpus
 en_train_minutes=400        # English train audio (minutes): 400 min x 6 epochs beat 200 x 12 (same updates) by 3.7 greedy test points
 en_dev_minutes=15           # English dev audio (minutes)
 en_test_minutes=15          # English test audio (minutes)
+source_langs=en             # source languages (en, pl): "en pl" trains one model on both (one BPE, one LM); Czech transfer from it:
+                            # test ctc-hlg-rnnt -2.27 [-3.43, -0.97] over 5 seeds with --num-epochs 4 and --lr-epochs 1.56
+                            # (the same audio budget; bench/results/demo_cs_transfer_from_en_pl_5_seeds.md)
+pl_train_minutes=240        # Polish train audio (minutes; only with pl in source_langs)
+pl_dev_minutes=10           # Polish dev audio (minutes)
+pl_test_minutes=10          # Polish test audio (minutes)
+pl_train_reads=2            # times Polish train may read a sentence (each in another voice): it has ~2,400
 cs_train_minutes=100        # Czech train audio, all (minutes)
 cs_dev_minutes=10           # Czech dev audio (minutes)
 cs_test_minutes=15          # Czech test audio (minutes)
@@ -48,11 +58,11 @@ max_duration=30             # seconds of audio per batch (per process): ~920 ste
 train_nproc=1               # training processes (>1: DDP via torchrun, one thread each)
 num_epochs=6                # English source model epochs (~2 min each on 2 cores with bf16; bench/results/demo_en_400_vs_200_minutes.md)
 train_opts="--ctc-weight 0.2 --warm-steps 200 --lr-steps 1000 --lr-epochs 2.5 --spec-augment false" # English; CTC head for HLG; lr-epochs: the decay per update of 200-min epochs at 5; --dropout 0 x 8 epochs: better English, worse Czech transfer (bench/results/en_small_nodrop_8ep.md)
-source_exp=                 # stage 5's source model (default: this recipe's English model, exp/en_<model_conf>)
+source_exp=                 # stage 5's source model (default: this recipe's source model, exp/<source>_<model_conf>)
 source_epoch=               # the source epoch stage 5 transfers from, averaged over decode_avg epochs (empty: its last)
 grid=demo                   # stage 5's transfer grid: conf/grid/<grid>.yaml (demo_full: every size + ablation)
 grid_opts=                  # steps/grid.py overrides, e.g. "--sizes '15m all' --budget-minutes 90 --speed-perturb false"
-decode_methods="greedy beam beam-lex ctc-hlg ctc-hlg-rnnt" # stage 6 methods of the English model (the grid's are in its yaml)
+decode_methods="greedy beam beam-lex ctc-hlg ctc-hlg-rnnt" # stage 6 methods of the source model (the grid's are in its yaml)
 decode_avg=2                # average the last N epochs for decoding
 lm_weights=                 # LM weight sweep of stages 6-7 (default: conf/decode.yaml)
 word_ins_penalties=         # word insertion penalties of stage 7 (default: conf/decode.yaml)
@@ -62,8 +72,18 @@ stages="0 1 2 3 4 5 6 7 8"  # the stages of this recipe
 . ../../../utils/stage.sh
 . ../../../utils/recipe_stages.sh
 
-src_exp=exp/en_$model_conf
+src_lang=${source_langs// /_}   # the source's training language: en, or en_pl for "en pl"
+src_exp=exp/${src_lang}_$model_conf
 source_exp=${source_exp:-$src_exp}
+[ -n "${source_langs// /}" ] || { echo "ERROR: --source-langs is empty: give the source's languages, e.g. en or \"en pl\"" >&2; exit 1; }
+extra_langs=""                  # source languages stage 0 makes besides English and Czech
+for l in $source_langs; do
+  case $l in
+    en) ;;
+    pl) extra_langs="$extra_langs pl" ;;
+    *) echo "ERROR: --source-langs '$source_langs': this recipe synthesizes en and pl sources only (got '$l')" >&2; exit 1 ;;
+  esac
+done
 decode_opts=(${lm_weights:+--lm-weights "$lm_weights"})
 score_opts=(${lm_weights:+--lm-weights "$lm_weights"} ${word_ins_penalties:+--word-ins-penalties "$word_ins_penalties"})
 eval "grid_args=($grid_opts)"
@@ -75,15 +95,29 @@ if stage_in 0; then
     --en-train-minutes $en_train_minutes --en-dev-minutes $en_dev_minutes --en-test-minutes $en_test_minutes \
     --cs-train-minutes $cs_train_minutes --cs-dev-minutes $cs_dev_minutes --cs-test-minutes $cs_test_minutes \
     --en-unseen-minutes $en_unseen_minutes --cs-unseen-minutes $cs_unseen_minutes --extra-lm-text $extra_lm_text
+  for l in $extra_langs; do  # pl: its own step, so that its options do not touch English and Czech
+    corpus_tag=$l corpus_stage demo $dl_dir $l "" --languages $l --seed $seed --jobs $nj --train-reads $pl_train_reads \
+      --pl-train-minutes $pl_train_minutes --pl-dev-minutes $pl_dev_minutes --pl-test-minutes $pl_test_minutes \
+      --pl-unseen-minutes 0
+  done
 fi
 if stage_in 1; then
   manifests_stage demo $dl_dir en "" $seed
   manifests_stage demo $dl_dir cs "$cs_train_subsets" $seed
+  for l in $extra_langs; do manifests_stage demo $dl_dir $l "" $seed; done
 fi
-if stage_in 2; then for lang in en cs; do fbank_stage $lang; done; fi
-if stage_in 3; then for lang in en cs; do lang_stage $lang $vocab_size $lm_order $dl_dir/$lang/lm_text.txt; done; fi
+if stage_in 2; then
+  for lang in en cs $extra_langs; do fbank_stage $lang; done
+  [ "$src_lang" = "$source_langs" ] || combine_stage $src_lang "$source_langs"
+fi
+if stage_in 3; then
+  src_lm_text=$dl_dir/$src_lang/lm_text.txt                             # one language's
+  [ "$src_lang" = "$source_langs" ] || src_lm_text=data/manifests/$src_lang/lm_text.txt  # the combined one's
+  lang_stage $src_lang $vocab_size $lm_order $src_lm_text
+  lang_stage cs $vocab_size $lm_order $dl_dir/cs/lm_text.txt
+fi
 if stage_in 4; then
-  train_stage en $vocab_size $src_exp train $num_epochs --model-conf $model_conf \
+  train_stage $src_lang $vocab_size $src_exp train $num_epochs --model-conf $model_conf \
     --max-duration $max_duration $train_opts
 fi
 if stage_in 5; then
@@ -91,12 +125,12 @@ if stage_in 5; then
     $decode_avg "$source_epoch" ${grid_args[@]+"${grid_args[@]}"}
 fi
 if stage_in 6 || stage_in 7 || stage_in 8; then
-  models=$(recipe_models $src_exp en "$decode_methods" $source_exp cs $grid cs ${grid_args[@]+"${grid_args[@]}"})
+  models=$(recipe_models $src_exp $src_lang "$decode_methods" $source_exp cs $grid cs ${grid_args[@]+"${grid_args[@]}"})
 fi
 if stage_in 6; then decode_models "$models" $vocab_size $lm_order $decode_avg ${decode_opts[@]+"${decode_opts[@]}"}; fi
 if stage_in 7; then
   # looked up here, not at the top: a run from stage 0 writes the figure in stage 4
-  [ -f $src_exp/loss.png ] && report_opts+=(--figure "Training curves of the English source model|$src_exp/loss.png")
+  [ -f $src_exp/loss.png ] && report_opts+=(--figure "Training curves of the source model ($source_langs)|$src_exp/loss.png")
   score_models "$models" $decode_avg RESULTS.md "Demo results (egs/demo/ASR)" ${score_opts[@]+"${score_opts[@]}"}
   python $GRAFT_ROOT/steps/stage_times.py --log-dir $log_dir --stage-of "stage4_train_cs_*=5" \
     --title "make demo: wall time per stage" --out $GRAFT_ROOT/bench/results/demo_stage_times.md
