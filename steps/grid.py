@@ -275,6 +275,9 @@ def main() -> None:
     p.add_argument("--seeds", default=None, metavar="N",
                    help="override the grid's seeds: train the main transfer and the scratch model of every size "
                         "with seeds 0 .. N-1 (the report gives the seed means and spread)")
+    p.add_argument("--train-opts", default="", metavar="OPTS",
+                   help="training options after the grid's train_opts, for every model, e.g. "
+                        "'--adversarial speaker --adversarial-ramp-steps 200' (values without spaces)")
     p.add_argument("--allow-missing", action="store_true", help="leave out sizes without features (listing for stages 6-7)")
     args = p.parse_args()
     grid = load_grid(args.grid)
@@ -292,6 +295,8 @@ def main() -> None:
         grid["corrupt"] = check_corrupt(args.corrupt)
     if args.seeds is not None:
         grid["seeds"] = check_seeds(args.seeds, "--seeds")
+    if args.train_opts.strip():
+        grid["train_opts"] = f"{grid['train_opts']} {args.train_opts.strip()}"
     for m in expand(grid, args.fbank_dir, args.allow_missing):
         print(m.line())
 

@@ -1,7 +1,8 @@
 """The grid's speed_perturb key (steps/grid.py): every model's train options get
 --speed-perturb true, and the budget counts the perturbed copies' audio (an epoch is
 1 + 1/0.9 + 1/1.1 times the manifest's minutes), so equal budgets stay equal compute; the
---speed-perturb option overrides the yaml; a value that is not a boolean is a clear error.
+--speed-perturb option overrides the yaml; a value that is not a boolean is a clear error; the
+--train-opts option adds training options to every model's, after the grid's own.
 
 Usage:
     OMP_NUM_THREADS=1 .venv/bin/python -m pytest tests/test_grid_speed_perturb.py -q
@@ -70,3 +71,16 @@ def test_other_speed_factors_in_options_and_budget(tmp_path, fbank):  # noqa: F8
     p = run_grid("--grid", bad, "--fbank-dir", fb)
     assert p.returncode != 0 and "speed_factors: --speed-factors: 1 must be in (0.5, 2) and not 1" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_train_opts_option_adds_to_every_model(tmp_path, fbank):  # noqa: F811
+    fb, minutes = fbank
+    on = grid_yaml(tmp_path, "speed_perturb: true\n")
+    p = run_grid("--grid", on, "--fbank-dir", fb, "--train-opts", " --adversarial speaker --adversarial-ramp-steps 200 ")
+    assert p.returncode == 0, p.stderr
+    lines = [line.split("\t") for line in p.stdout.strip().splitlines()]
+    assert [f[0] for f in lines] == ["scratch_0.5m", "transfer_encoder_decoder_0.5m"]
+    for fields in lines:
+        assert fields[7] == ("--ctc-weight 0.2 --adversarial speaker --adversarial-ramp-steps 200"
+                             " --speed-perturb true")
+        assert int(fields[4]) == math.ceil(3 / (minutes * COPIES))   # the budget is the grid's
