@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from corpus_fixtures import graft_tree, run_recipe
 from lhotse import load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,10 +93,6 @@ def test_demo_recipe_trains_and_transfers_from_an_english_polish_source(tmp_path
     two languages, stage 3 builds one lang dir over both, stage 4 trains exp/en_pl_<preset> on both
     and stage 5 transfers from it; a second run skips every step; a language the recipe cannot
     synthesize stops with one line."""
-    import re
-
-    from corpus_fixtures import graft_tree, run_recipe
-
     root = graft_tree(tmp_path / "graft", ["demo"])
     asr = root / "egs/demo/ASR"
     opts = ["--source-langs", "en pl", "--en-train-minutes", 1.5, "--en-dev-minutes", 0.4, "--en-test-minutes", 0.4,

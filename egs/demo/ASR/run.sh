@@ -95,11 +95,11 @@ if stage_in 0; then
     --en-train-minutes $en_train_minutes --en-dev-minutes $en_dev_minutes --en-test-minutes $en_test_minutes \
     --cs-train-minutes $cs_train_minutes --cs-dev-minutes $cs_dev_minutes --cs-test-minutes $cs_test_minutes \
     --en-unseen-minutes $en_unseen_minutes --cs-unseen-minutes $cs_unseen_minutes --extra-lm-text $extra_lm_text
-  for l in $extra_langs; do  # pl: its own step, so that its options do not touch English and Czech
-    corpus_tag=$l corpus_stage demo $dl_dir $l "" --languages $l --seed $seed --jobs $nj --train-reads $pl_train_reads \
+  if [[ " $extra_langs " == *" pl "* ]]; then  # a step of its own: its options do not touch English and Czech
+    corpus_tag=pl corpus_stage demo $dl_dir pl "" --languages pl --seed $seed --jobs $nj --train-reads $pl_train_reads \
       --pl-train-minutes $pl_train_minutes --pl-dev-minutes $pl_dev_minutes --pl-test-minutes $pl_test_minutes \
       --pl-unseen-minutes 0
-  done
+  fi
 fi
 if stage_in 1; then
   manifests_stage demo $dl_dir en "" $seed
