@@ -32,6 +32,10 @@ training audio seen (a table, and <out stem>_<label>_dev_wer.png beside --out), 
 model of the same minutes as the reference, transfer's gain at equal compute, and the compute
 scratch needed to reach the transfer's dev WER, or that it never did within its cap.
 
+--language-of REGEX adds "Per language" below the tables: each model scored on dev/test sets of
+several languages (a multilingual source) gets its WER per language, the regex's group over the
+utterance ids naming the language (graft.score.languages).
+
 --stage-times LOG_DIR appends the wall time of every step and stage, from the step logs
 (steps/stage_times.py writes the same table as markdown + JSON + PNG elsewhere), with its bar
 chart beside --out (<out stem>_stage_times.png). A step that is still running (e.g. the one
@@ -47,6 +51,7 @@ from graft.score.report import (DEFAULT_PAIRINGS, Experiment, comparison_rows, c
                                 parse_pairing, parse_stage_of, plot_stage_times, plot_wer_vs_size,
                                 read_step_logs, results_markdown, stage_times_markdown)
 from graft.score.converged import converged_markdown
+from graft.score.languages import compile_language_pattern, language_rows, languages_markdown
 from graft.score.seeds import SEED_PAIRINGS, seed_rows, seeds_markdown
 from graft.utils.cli import run_main
 from graft.utils.errors import GraftError, require_file
@@ -80,6 +85,9 @@ def main() -> None:
     p.add_argument("--compare", action="append", default=[], metavar="GROUP_A:GROUP_B",
                    help="compare each model of group A with group B's at the same minutes "
                         "(default: transfer:scratch, transfer:scratch_converged and ablation:transfer)")
+    p.add_argument("--language-of", default=None, metavar="REGEX",
+                   help="split the WER of models scored on several languages by the regex's group over "
+                        "utterance ids, e.g. '^([a-z]+)-' (a multilingual source's dev/test)")
     p.add_argument("--no-lm-comparison", action="store_true", help="leave out LM vs no LM")
     p.add_argument("--stage-times", type=Path, default=None, metavar="LOG_DIR",
                    help="append the wall time per stage from the step logs in LOG_DIR (e.g. exp/log)")
@@ -98,7 +106,13 @@ def main() -> None:
     parts = [f"# {args.title}", ""]
     if args.preamble and args.preamble.is_file():
         parts += [args.preamble.read_text(encoding="utf-8").strip(), ""]
+    if args.language_of is not None:
+        compile_language_pattern(args.language_of)  # a bad pattern stops before any work
     parts.append(results_markdown(exps, methods))
+    if args.language_of is not None:
+        per_language = languages_markdown(language_rows(exps, methods, args.language_of))
+        if per_language:
+            parts.append(per_language)
     if args.bootstrap > 0:
         rows = comparison_rows(exps, methods, n=args.bootstrap, seed=args.bootstrap_seed, pairings=pairings,
                                lm=not args.no_lm_comparison)

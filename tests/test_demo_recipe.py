@@ -15,11 +15,13 @@ TINY = ["--en-train-minutes", "1.5", "--en-dev-minutes", "0.4", "--en-test-minut
         "--cs-train-minutes", "1.5", "--cs-dev-minutes", "0.4", "--cs-test-minutes", "0.4",
         "--en-unseen-minutes", "0.4", "--cs-unseen-minutes", "0.4", "--extra-lm-text", "none",
         "--cs-train-subsets", "0.5 1", "--vocab-size", "60", "--stop-stage", "3"]
+EN = ["--source-langs", "en"]   # the English-only source (the default, "en pl", is below and in test_multilingual_source.py)
+PL = ["--pl-train-minutes", "0.8", "--pl-dev-minutes", "0.3", "--pl-test-minutes", "0.3", "--pl-train-reads", "1"]
 
 
 def test_demo_stages_0_to_3(tmp_path, monkeypatch):
     root = graft_tree(tmp_path / "graft", ["demo"])
-    run_recipe(root, "demo", *TINY, timeout=600)
+    run_recipe(root, "demo", *EN, *TINY, timeout=600)
     asr = root / "egs/demo/ASR"
     monkeypatch.chdir(asr)  # manifests hold paths relative to the recipe folder
     for lang in ("en", "cs"):
@@ -46,25 +48,27 @@ def test_demo_stages_0_to_3(tmp_path, monkeypatch):
     small = set(load_manifest(asr / "data/fbank/cs/cuts_train_0.5m.jsonl.gz").ids)
     large = set(load_manifest(asr / "data/fbank/cs/cuts_train_1m.jsonl.gz").ids)
     assert small and small < large
-    again = run_recipe(root, "demo", *TINY)
+    again = run_recipe(root, "demo", *EN, *TINY)
     assert again.stderr.count("skip '") == 1 + 2 + 2 + 2  # stage 0 once, stages 1-3 per language
     assert "run '" not in again.stderr
     # stage 7 before any model exists: one clear line, no traceback
     import subprocess
 
-    p = subprocess.run(["bash", str(asr / "run.sh"), *TINY[:-2], "--stage", "7", "--stop-stage", "7"],
+    p = subprocess.run(["bash", str(asr / "run.sh"), *EN, *TINY[:-2], "--stage", "7", "--stop-stage", "7"],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and "ERROR: stage 7: no decoded model to score (run stages 4-6 first)" in p.stderr
     assert "Traceback" not in p.stderr
 
 
 def test_demo_stages_4_to_7_with_a_tiny_model(tmp_path):
-    """The demo's own stages 4-7: an English source model, the Czech grid from it (one size,
-    transfer and scratch), decoding and scoring of all three, RESULTS.md and the stage times."""
+    """The demo's own stages 4-7 with its default source (English + Polish): the source model, the
+    Czech grid from it (one size, transfer and scratch, both with the grid's speaker adversary),
+    decoding and scoring of all three, RESULTS.md with the source's WER per language, and the
+    stage times."""
     import re
 
     root = graft_tree(tmp_path / "graft", ["demo"])
-    data = [o for o in TINY if o not in ("--stop-stage", "3")]
+    data = [o for o in TINY if o not in ("--stop-stage", "3")] + PL
     run_recipe(root, "demo", *data, "--stop-stage", 3, timeout=600)
     opts = [*data, "--model-conf", "tiny", "--num-epochs", 2, "--max-duration", 20, "--train-opts",
             "--ctc-weight 0.2 --warm-steps 5 --spec-augment false --num-buckets 2",
@@ -74,13 +78,20 @@ def test_demo_stages_4_to_7_with_a_tiny_model(tmp_path):
             "--lm-weights", "1.0 1.5 2.0"]
     r = run_recipe(root, "demo", *opts, "--stage", 4, timeout=900)
     asr = root / "egs/demo/ASR"
-    for exp in ("en_tiny", "cs_scratch_0.5m", "cs_transfer_encoder_decoder_0.5m"):
+    for exp in ("en_pl_tiny", "cs_scratch_0.5m", "cs_transfer_encoder_decoder_0.5m"):
         assert list((asr / "exp" / exp).glob("decode_epoch*_avg*/ctc-hlg/test/scoring/best_wer")), exp
     # the scratch baseline has the source's architecture; the transfer starts from its last epoch
-    assert (asr / "exp/cs_scratch_0.5m/model.yaml").read_text() == (asr / "exp/en_tiny/model.yaml").read_text()
+    assert (asr / "exp/cs_scratch_0.5m/model.yaml").read_text() == (asr / "exp/en_pl_tiny/model.yaml").read_text()
     assert "--source-epoch 2 --source-avg 2" in r.stderr
+    assert "--lr-epochs 1.56" in (asr / "exp/log/stage4_train_en_pl_tiny.log").read_text()  # the en+pl default
+    for step in ("stage4_train_cs_scratch_0.5m", "stage5_transfer_cs_transfer_encoder_decoder_0.5m"):  # grid/demo.yaml
+        assert "domain-adversarial training (speaker)" in (asr / f"exp/log/{step}.log").read_text(), step
     results = (asr / "RESULTS.md").read_text()
-    for row in (r"\| en_tiny \| - \| greedy \|", r"\| cs_transfer_encoder_decoder_0.5m \| [0-9.]+ \| ctc-hlg \|",
-                r"\| cs_scratch_0.5m \| [0-9.]+ \| ctc-hlg \|"):
+    for row in (r"\| en_pl_tiny \| - \| greedy \|", r"\| cs_transfer_encoder_decoder_0.5m \| [0-9.]+ \| ctc-hlg \|",
+                r"\| cs_scratch_0.5m \| [0-9.]+ \| ctc-hlg \|",
+                r"\| en_pl_tiny \| greedy \| en \| [0-9.]+ \| \d+ \| [0-9.]+ \| \d+ \|",
+                r"\| en_pl_tiny \| ctc-hlg \| pl \| [0-9.]+ \| \d+ \| [0-9.]+ \| \d+ \|"):
         assert re.search(row, results), row
+    assert "Training curves of the source model (en pl)" in results
+    assert not re.search(r"\| cs_\S+ \| \w+ \| (cs|en|pl) \|", results)   # Czech models: one language, no split
     assert (root / "bench/results/demo_stage_times.md").is_file()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Graft demo recipe: English (source) and Czech (target) speech synthesized offline from
-# Debian's TTS engines and fortune texts, then the usual Kaldi/icefall-style stages.
-# `--source-langs "en pl"` trains the source on English and Polish as one language instead.
+# Graft demo recipe: English and Polish (source) and Czech (target) speech synthesized offline
+# from Debian's TTS engines and fortune texts, then the usual Kaldi/icefall-style stages.
+# The source is one model of English and Polish together; `--source-langs en` makes it English only.
 #
 #   ./run.sh                          # everything
 #   ./run.sh --stage 2 --stop-stage 3 # only features and the language side
@@ -16,7 +16,7 @@
 #   2  80-dim fbank, lilcom storage -> data/fbank/; several source languages combined into one
 #      (steps/combine_languages.py) -> data/fbank/<langs joined by _>/, e.g. en_pl
 #   3  language side: BPE lang dir, then its LM dir (lexicon, n-gram LM, G, L, LG, HLG) -> data/lang/
-#   4  train the source transducer (pruned RNN-T + CTC) -> exp/<source>_<model_conf>/ (en_small)
+#   4  train the source transducer (pruned RNN-T + CTC) -> exp/<source>_<model_conf>/ (en_pl_small)
 #   5  the Czech transfer grid (conf/grid/<grid>.yaml): transfer from --source-exp and from scratch
 #      at an equal budget, per train size -> exp/cs_<name>/
 #   6  decode dev/test/test_unseen of every model: greedy, modified beam (n-best), CTC + HLG lattices
@@ -36,9 +36,10 @@ dl_dir=data/corpus          # where stage 0 writes the synthesized corpus
 en_train_minutes=400        # English train audio (minutes): 400 min x 6 epochs beat 200 x 12 (same updates) by 3.7 greedy test points
 en_dev_minutes=15           # English dev audio (minutes)
 en_test_minutes=15          # English test audio (minutes)
-source_langs=en             # source languages (en, pl): "en pl" trains one model on both (one BPE, one LM); Czech transfer from it:
-                            # test ctc-hlg-rnnt -2.27 [-3.43, -0.97] over 5 seeds with --num-epochs 4 and --lr-epochs 1.56
-                            # (the same audio budget; bench/results/demo_cs_transfer_from_en_pl_5_seeds.md)
+source_langs="en pl"         # source languages (en, pl): one model on both (one BPE, one LM; default since 2026-12-07);
+                            # its Czech transfer against the English-only source's (en): test ctc-hlg-rnnt 33.23 -> 29.11,
+                            # -4.12 [-5.50, -2.57] over 5 seeds, with the grid's speaker adversary
+                            # (bench/results/demo_cs_en_vs_en_pl_dat_spk_5_seeds.md)
 pl_train_minutes=240        # Polish train audio (minutes; only with pl in source_langs)
 pl_dev_minutes=10           # Polish dev audio (minutes)
 pl_test_minutes=10          # Polish test audio (minutes)
@@ -56,8 +57,10 @@ lm_order=3                  # n-gram order of the word LM
 model_conf=small            # model preset (conf/model/*.yaml)
 max_duration=30             # seconds of audio per batch (per process): ~920 steps per English epoch
 train_nproc=1               # training processes (>1: DDP via torchrun, one thread each)
-num_epochs=6                # English source model epochs (~2 min each on 2 cores with bf16; bench/results/demo_en_400_vs_200_minutes.md)
-train_opts="--ctc-weight 0.2 --warm-steps 200 --lr-steps 1000 --lr-epochs 2.5 --spec-augment false" # English; CTC head for HLG; lr-epochs: the decay per update of 200-min epochs at 5; --dropout 0 x 8 epochs: better English, worse Czech transfer (bench/results/en_small_nodrop_8ep.md)
+num_epochs=                 # source model epochs (empty: 6 for en, 4 with pl; both ~2,400 min of audio, ~5,600 updates;
+                            # bench/results/demo_en_400_vs_200_minutes.md)
+lr_epochs=                  # epochs of Eden's decay (empty: 2.5 for en, 1.56 with pl: the same decay per minute of audio)
+train_opts="--ctc-weight 0.2 --warm-steps 200 --lr-steps 1000 --spec-augment false" # source model; CTC head for HLG; --dropout 0 x 8 epochs: better English, worse Czech transfer (bench/results/en_small_nodrop_8ep.md)
 source_exp=                 # stage 5's source model (default: this recipe's source model, exp/<source>_<model_conf>)
 source_epoch=               # the source epoch stage 5 transfers from, averaged over decode_avg epochs (empty: its last)
 grid=demo                   # stage 5's transfer grid: conf/grid/<grid>.yaml (demo_full: every size + ablation)
@@ -73,6 +76,8 @@ stages="0 1 2 3 4 5 6 7 8"  # the stages of this recipe
 . ../../../utils/recipe_stages.sh
 
 src_lang=${source_langs// /_}   # the source's training language: en, or en_pl for "en pl"
+if [ "$src_lang" = en ]; then num_epochs=${num_epochs:-6} lr_epochs=${lr_epochs:-2.5}
+else num_epochs=${num_epochs:-4} lr_epochs=${lr_epochs:-1.56}; fi
 src_exp=exp/${src_lang}_$model_conf
 source_exp=${source_exp:-$src_exp}
 [ -n "${source_langs// /}" ] || { echo "ERROR: --source-langs is empty: give the source's languages, e.g. en or \"en pl\"" >&2; exit 1; }
@@ -89,6 +94,7 @@ score_opts=(${lm_weights:+--lm-weights "$lm_weights"} ${word_ins_penalties:+--wo
 eval "grid_args=($grid_opts)"
 report_opts=(--preamble results_preamble.md --plot-methods "beam-lex ctc-hlg ctc-hlg-rnnt" --stage-times $log_dir
   --stage-of "stage4_train_cs_*=5")
+[ "$src_lang" = "$source_langs" ] || report_opts+=(--language-of '^([a-z]+)-')  # ids begin with the language
 
 if stage_in 0; then
   corpus_stage demo $dl_dir "en cs" "" --seed $seed --jobs $nj \
@@ -118,7 +124,7 @@ if stage_in 3; then
 fi
 if stage_in 4; then
   train_stage $src_lang $vocab_size $src_exp train $num_epochs --model-conf $model_conf \
-    --max-duration $max_duration $train_opts
+    --max-duration $max_duration --lr-epochs $lr_epochs $train_opts
 fi
 if stage_in 5; then
   transfer_grid_stage $source_exp cs $vocab_size cs $grid "--max-duration $max_duration" \
