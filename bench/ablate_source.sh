@@ -9,7 +9,7 @@
 #   bench/ablate_source.sh NAME [key=value ...] [model.key=value ...]
 #     key=value        a training option of conf/train.yaml (amp=false, num_epochs=16, ...)
 #     model.key=value  a model conf key (graft/model/build.py): a model yaml `base: <preset>` with it
-#   environment: RECIPE (egs/demo/ASR), MODEL (en_small), OUT (bench/results name, default
+#   environment: RECIPE (egs/demo/ASR), MODEL (en_pl_small; en_small for `--source-langs en`), OUT (bench/results name, default
 #   <MODEL>_<NAME>), A_NAME / B_NAME (labels of the stage-4 model and the changed one), AVG (epochs
 #   averaged for decoding the changed model; default: stage 6's, e.g. 1 when its epochs are few and long)
 #   SETS (compared sets, default "dev test"; e.g. "dev test test_unseen")
@@ -19,7 +19,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ $# -ge 1 ] || { sed -n 2,15p "$0" >&2; exit 2; }
 name=$1; shift
 cd "${RECIPE:-$root/egs/demo/ASR}"
-model=${MODEL:-en_small}
+model=${MODEL:-en_pl_small}
 out=${OUT:-${model}_$name}
 . "$root/utils/env.sh"
 stage=0 stop_stage=8 force=false nj=2 log_dir=exp/log

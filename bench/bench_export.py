@@ -4,7 +4,7 @@
 Usage:
     .venv/bin/python bench/bench_export.py [--work-dir /tmp/graft_bench_export] [--minutes 3]
 
-Model and audio: the demo's English model (`egs/demo/ASR/exp/en_small`, its lang dir and LM dir,
+Model and audio: the demo's source model (`egs/demo/ASR/exp/en_pl_small`, or `exp/en_small`; its lang dir and LM dir,
 the English test wavs) when it exists; otherwise a `small`-preset model on a BPE-150 lang dir
 and 3-gram HLG built from Debian's English fortunes, decoding espeak-ng speech of fortune
 sentences. That model is untrained (random weights, seed 0) with two changes that give it a
@@ -43,11 +43,13 @@ DEMO = ROOT / "egs/demo/ASR"
 
 
 def demo_setup() -> dict | None:
-    """The demo's English model, lang/LM dir and test wavs, if stage 4 and stage 3 ran."""
-    exp = DEMO / "exp/en_small"
-    if not any(exp.glob("epoch-*.pt")):
+    """The demo's source model (English + Polish, or English alone), lang/LM dir and English test
+    wavs, if stage 4 and stage 3 ran."""
+    exp = next((e for e in (DEMO / "exp/en_pl_small", DEMO / "exp/en_small") if any(e.glob("epoch-*.pt"))), None)
+    if exp is None:
         return None
-    lm = sorted((DEMO / "data/lang").glob("en_bpe*/lm_*/HLG.fst"))
+    src = exp.name[: -len("_small")]
+    lm = sorted((DEMO / "data/lang").glob(f"{src}_bpe*/lm_*/HLG.fst"))
     tsv = DEMO / "data/corpus/en/transcripts.tsv"
     if not lm or not tsv.is_file():
         return None
@@ -57,7 +59,7 @@ def demo_setup() -> dict | None:
         if len(f) >= 6 and f[5] == "test":
             wavs.append(tsv.parent / f[1])
     return {"exp": exp, "lang": exp / "lang" if (exp / "lang").is_dir() else lm[0].parents[1],
-            "lm": lm[0].parent, "wavs": wavs, "what": "demo English model en_small, English test set"}
+            "lm": lm[0].parent, "wavs": wavs, "what": f"demo source model {exp.name}, English test set"}
 
 
 def synthetic_setup(work: Path, minutes: float) -> dict:

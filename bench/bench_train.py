@@ -62,11 +62,13 @@ VOICES = ("en+m1", "en+f2", "en+m3", "en+f4", "en+m5", "en-us+m2", "en-us+f3")
 
 # ---------------------------------------------------------------------------- data
 def demo_like_data(workdir: Path, vocab: int, minutes: float = 15.0) -> tuple[Path, Path, str]:
-    """(cuts with lilcom fbank, lang dir, description): the demo's when they exist, else built."""
-    demo_cuts, demo_lang = DEMO / "fbank/en/cuts_train.jsonl.gz", DEMO / f"lang/en_bpe{vocab}"
-    if demo_cuts.exists() and (demo_lang / "tokens.txt").exists():
-        os.chdir(DEMO.parent)    # the manifests' feature paths are relative to the recipe dir
-        return demo_cuts, demo_lang, f"demo English train (egs/demo/ASR), BPE {vocab}"
+    """(cuts with lilcom fbank, lang dir, description): the demo source's when they exist (English
+    + Polish, the default, or English alone), else built."""
+    for src, what in (("en_pl", "English + Polish"), ("en", "English")):
+        demo_cuts, demo_lang = DEMO / f"fbank/{src}/cuts_train.jsonl.gz", DEMO / f"lang/{src}_bpe{vocab}"
+        if demo_cuts.exists() and (demo_lang / "tokens.txt").exists():
+            os.chdir(DEMO.parent)    # the manifests' feature paths are relative to the recipe dir
+            return demo_cuts, demo_lang, f"demo {what} train (egs/demo/ASR), BPE {vocab}"
     root = workdir / "data"
     cuts_path, lang_dir = root / "cuts_train.jsonl.gz", root / f"lang_bpe{vocab}"
     desc = f"espeak-ng speech of fortune sentences ({minutes:g} min, lilcom fbank), BPE {vocab}"

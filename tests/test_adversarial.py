@@ -92,6 +92,51 @@ def test_classifier_ignores_padding_and_reverses_into_the_encoder():
     assert float(a.grad[1, 3:].abs().sum()) == 0.0
 
 
+def test_utterance_pooling_classifies_each_cut_from_its_frames_mean_and_std():
+    torch.manual_seed(0)
+    adv = DomainAdversary(encoder_dim=8, num_domains=3, hidden_dim=16, pool="utterance")
+    assert adv.net[0].in_features == 16                                    # mean and std of each dimension
+    x = torch.randn(2, 5, 8)
+    lens, labels = torch.tensor([5, 3]), torch.tensor([2, 0])
+    loss, right = adv(x, lens, labels, reversal=1.0)
+    garbage = x.clone()
+    garbage[1, 3:] = 1e3                                                   # padding does not enter the statistics
+    loss2, right2 = adv(garbage, lens, labels, reversal=1.0)
+    assert torch.allclose(loss, loss2) and int(right) == int(right2) and 0 <= int(right) <= 2  # cuts, not frames
+    # the loss is the cross-entropy of each cut's pooled statistics, and the encoder gets it reversed
+    a = x.clone().requires_grad_(True)
+    adv(a, lens, labels, reversal=0.5)[0].backward()
+    b = x.clone().requires_grad_(True)
+    stats = torch.stack([torch.cat([u.mean(0), (u.var(0, unbiased=False) + 1e-5).sqrt()])
+                         for u in (b[0, :5], b[1, :3])])
+    torch.nn.functional.cross_entropy(adv.net(stats), labels).backward()
+    assert torch.allclose(a.grad, -0.5 * b.grad, atol=1e-6)
+    assert float(a.grad[1, 3:].abs().sum()) == 0.0
+    with pytest.raises(GraftError, match="adversary pool must be one of frame, utterance, got 'cut'"):
+        DomainAdversary(8, 3, pool="cut")
+
+
+def test_training_with_the_utterance_adversary(tiny, tmp_path):
+    lang = load_lang(tiny.lang_dir)
+    model, mconf = tiny_model(lang)
+    exp = tmp_path / "exp"
+    conf = tiny_conf(tiny, exp, cuts_dev=None, adversarial="speaker", adversarial_pool="utterance")
+    assert train(model, conf, lang, mconf).finished
+    log = "".join(p.read_text() for p in (exp / "log").glob("train-*.log"))
+    assert "domain-adversarial training (speaker, per utterance): 5 domains" in log
+    accs = [float(a) for a in re.findall(r"adversary \d+\.\d+ acc (\d\.\d+) reversal", log)]
+    assert accs and all(0 <= a <= 1 for a in accs)                         # right cuts over cuts
+    ckpt = torch.load(exp / "epoch-1.pt", weights_only=False, map_location="cpu")
+    assert ckpt["adversary"]["pool"] == "utterance"
+    assert ckpt["adversary"]["state"]["net.0.weight"].shape == (256, 2 * model.encoder.output_dim)
+    # resuming with the frame classifier is refused, naming the option
+    model, mconf = tiny_model(lang)
+    with pytest.raises(GraftError, match=re.escape("adversarial_pool: 'utterance' -> 'frame'")):
+        train(model, tiny_conf(tiny, exp, cuts_dev=None, num_epochs=2, adversarial="speaker"), lang, mconf)
+    with pytest.raises(GraftError, match="--adversarial-pool must be one of frame, utterance, got 'cut'"):
+        tiny_conf(tiny, exp, adversarial="speaker", adversarial_pool="cut")
+
+
 def test_training_says_so_and_checkpoints_the_adversary(tiny, tmp_path):
     lang = load_lang(tiny.lang_dir)
     model, mconf = tiny_model(lang)
@@ -99,7 +144,7 @@ def test_training_says_so_and_checkpoints_the_adversary(tiny, tmp_path):
     conf = tiny_conf(tiny, exp, num_epochs=2, adversarial="speaker", adversarial_ramp_steps=4)
     assert train(model, conf, lang, mconf).finished
     log = "".join(p.read_text() for p in (exp / "log").glob("train-*.log"))
-    assert re.search(r"domain-adversarial training \(speaker\): 5 domains \(en\+f2 \d+, en\+f4 \d+, en\+m1 \d+, "
+    assert re.search(r"domain-adversarial training \(speaker, per frame\): 5 domains \(en\+f2 \d+, en\+f4 \d+, en\+m1 \d+, "
                      r"en\+m3 \d+, en\+m5 \d+ cuts\), reversal scale 0 -> 0.2 over 4 batches", log), log[:2000]
     lines = re.findall(r"adversary (\d+\.\d+) acc (\d\.\d+) reversal (\d\.\d+)\]", log)
     assert lines and all(0 <= float(acc) <= 1 for _, acc, _ in lines)

@@ -85,7 +85,7 @@ def test_demo_stages_4_to_7_with_a_tiny_model(tmp_path):
     assert "--source-epoch 2 --source-avg 2" in r.stderr
     assert "--lr-epochs 1.56" in (asr / "exp/log/stage4_train_en_pl_tiny.log").read_text()  # the en+pl default
     for step in ("stage4_train_cs_scratch_0.5m", "stage5_transfer_cs_transfer_encoder_decoder_0.5m"):  # grid/demo.yaml
-        assert "domain-adversarial training (speaker)" in (asr / f"exp/log/{step}.log").read_text(), step
+        assert "domain-adversarial training (speaker, per frame)" in (asr / f"exp/log/{step}.log").read_text(), step
     results = (asr / "RESULTS.md").read_text()
     for row in (r"\| en_pl_tiny \| - \| greedy \|", r"\| cs_transfer_encoder_decoder_0.5m \| [0-9.]+ \| ctc-hlg \|",
                 r"\| cs_scratch_0.5m \| [0-9.]+ \| ctc-hlg \|",

@@ -4,7 +4,7 @@ hide it (Ganin & Lempitsky 2015; speaker-invariant training, Meng et al. 2018).
 
 Usage:
     domains = DomainLabels.from_cuts(train_cuts, "speaker")         # or "language", or a regex group
-    adversary = DomainAdversary(encoder_dim=144, num_domains=len(domains.names))
+    adversary = DomainAdversary(encoder_dim=144, num_domains=len(domains.names))  # pool="utterance": per cut
     labels = domains.labels(batch["cut_ids"])                       # (N,) long
     loss_adv, correct = adversary(encoder_out, encoder_lens, labels, reversal=reversal_scale(step, 1000, 0.5))
     (asr_loss + loss_adv).backward()
@@ -15,6 +15,11 @@ the domain cannot be read. `reversal_scale` ramps the reversal from 0 to its wei
 2 / (1 + exp(-10 p)) - 1 over the first ramp_steps batches, so the classifier learns first. The
 loss is the mean over valid frames (like the loop's per-frame ASR loss); `correct` is the number of
 frames classified right (detached), for the log.
+
+With pool="utterance" the classifier reads each cut's mean and standard deviation of its valid
+frames (statistics pooling, as an x-vector extractor does) and the loss is the mean over cuts:
+a voice is told from a whole utterance far better than from one frame (the demo's probe: 84 %
+of test utterances against 44 % of frames), so this is the adversary of what an utterance gives away.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from torch import Tensor, nn
 from graft.utils.errors import GraftError
 
 KEYS = ("speaker", "language")
+POOLS = ("frame", "utterance")   # what the classifier reads (--adversarial-pool)
 _DUP = re.compile(r"_dup\d+$")   # lhotse's suffix of a cut repeated to give every rank as many
 
 
@@ -133,20 +139,34 @@ class DomainLabels:
 
 
 class DomainAdversary(nn.Module):
-    """Frame-level domain classifier behind a gradient-reversal layer (see the module docstring)."""
+    """Domain classifier behind a gradient-reversal layer, of every frame or of each utterance's
+    pooled statistics (see the module docstring)."""
 
-    def __init__(self, encoder_dim: int, num_domains: int, hidden_dim: int = 256) -> None:
+    def __init__(self, encoder_dim: int, num_domains: int, hidden_dim: int = 256, pool: str = "frame") -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(encoder_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, num_domains))
+        if pool not in POOLS:
+            raise GraftError(f"adversary pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        self.pool = pool
+        in_dim = encoder_dim * (2 if pool == "utterance" else 1)
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, num_domains))
 
     def forward(self, encoder_out: Tensor, encoder_lens: Tensor, labels: Tensor,
                 reversal: float) -> tuple[Tensor, Tensor]:
-        """Mean cross-entropy over the valid frames (fp32) and the number of frames right."""
+        """Mean cross-entropy (fp32) over the valid frames, or over the cuts with pool="utterance",
+        and the number of frames (cuts) classified right."""
         n, t, _ = encoder_out.shape
         valid = torch.arange(t, device=encoder_out.device).unsqueeze(0) < encoder_lens.unsqueeze(1)
-        frames = grad_reverse(encoder_out, reversal)[valid]                 # (F, D)
-        targets = labels.to(encoder_out.device).unsqueeze(1).expand(n, t)[valid]
-        logits = self.net(frames).float()
+        x = grad_reverse(encoder_out, reversal)
+        labels = labels.to(encoder_out.device)
+        if self.pool == "utterance":
+            mask = valid.unsqueeze(-1).to(x.dtype)                           # (N, T, 1)
+            count = mask.sum(1).clamp(min=1.0)
+            mean = (x * mask).sum(1) / count
+            var = (((x - mean.unsqueeze(1)) * mask) ** 2).sum(1) / count
+            inputs, targets = torch.cat([mean, (var + 1e-5).sqrt()], dim=-1), labels     # (N, 2D), (N,)
+        else:
+            inputs, targets = x[valid], labels.unsqueeze(1).expand(n, t)[valid]           # (F, D), (F,)
+        logits = self.net(inputs).float()
         loss = nn.functional.cross_entropy(logits, targets)
         correct = (logits.detach().argmax(-1) == targets).sum()
         return loss, correct

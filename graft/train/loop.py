@@ -244,7 +244,8 @@ class Trainer:
             raise GraftError(f"no training cuts left in {c.cuts_train} after filtering ({report.summary()})")
         if c.adversarial:
             self.domains = DomainLabels.from_cuts(cuts, c.adversarial)
-            log.info(f"domain-adversarial training ({c.adversarial}): {len(self.domains.names)} domains "
+            log.info(f"domain-adversarial training ({c.adversarial}, per {c.adversarial_pool}): "
+                     f"{len(self.domains.names)} domains "
                      f"({', '.join(f'{k} {v}' for k, v in self.domains.counts().items())} cuts), reversal scale "
                      f"0 -> {c.adversarial_weight:g} over {c.adversarial_ramp_steps} batches")
         self.train_cuts = cuts
@@ -292,7 +293,8 @@ class Trainer:
         if self.domains is not None:
             with torch.random.fork_rng():      # its initial weights from the seed, the global stream untouched
                 torch.manual_seed(c.seed)
-                self.adversary = DomainAdversary(self.model.encoder.output_dim, len(self.domains.names))
+                self.adversary = DomainAdversary(self.model.encoder.output_dim, len(self.domains.names),
+                                                 pool=c.adversarial_pool)
             self.adversary.to(self.dist.device)
             adv_params = list(self.adversary.parameters())
             groups = [*(self.param_groups or []), {"params": adv_params}]
@@ -346,6 +348,9 @@ class Trainer:
             if stored.get("names") != self.domains.names:
                 raise GraftError(f"{path} was trained against the domains {stored.get('names')}, the training "
                                  f"cuts now have {self.domains.names}: use a new --exp-dir")
+            if stored.get("pool", "frame") != self.adversary.pool:
+                raise GraftError(f"{path} was trained with --adversarial-pool {stored.get('pool', 'frame')}, not "
+                                 f"{self.adversary.pool}: use a new --exp-dir")
             self.adversary.load_state_dict(stored["state"])
         if self.reptile is not None:
             self.reptile.load_state_dict(ckpt["meta"])
@@ -391,7 +396,7 @@ class Trainer:
             "world_size": self.dist.world_size, "extra": self.checkpoint_extra,
             "meta": None if self.reptile is None else self.reptile.state_dict(),
             "adversary": None if self.adversary is None else {
-                "spec": self.domains.spec, "names": self.domains.names,
+                "spec": self.domains.spec, "names": self.domains.names, "pool": self.adversary.pool,
                 "state": {k: v.detach().cpu() for k, v in self.adversary.state_dict().items()}},
         }
 
@@ -504,10 +509,11 @@ class Trainer:
         rate = s["duration"] / wall
         simple_s, pruned_s = loss_scales(self.step, self.conf.warm_steps, self.conf.simple_loss_scale)
         skipped = sum(self.skipped.values())
+        adv_n = max(s["cuts"] if self.conf.adversarial_pool == "utterance" else s["frames"], 1.0)  # what it classifies
         log.info(f"epoch {self.epoch + 1} step {self.step} (batch {self.batches_done}): loss {per['loss']:.4f} "
                  f"[simple {per['simple']:.4f} pruned {per['pruned']:.4f} ctc {per['ctc']:.4f}"
                  + (f" extra {per['extra']:.4g}" if self.extra_loss_fn else "")
-                 + (f" adversary {per['adv']:.4f} acc {s['adv_right'] / s['frames']:.3f} reversal "
+                 + (f" adversary {per['adv']:.4f} acc {s['adv_right'] / adv_n:.3f} reversal "
                     f"{reversal_scale(self.step, self.conf.adversarial_ramp_steps, self.conf.adversarial_weight):.3f}"
                     if self.adversary is not None else "")
                  + (f" distill {per['kd']:.4f}" if self.teacher is not None else "")
@@ -519,7 +525,7 @@ class Trainer:
             for k, v in per.items():
                 self.tb.add_scalar(f"train/{k}", v, self.step)
             if self.adversary is not None:
-                self.tb.add_scalar("train/adversary_acc", s["adv_right"] / s["frames"], self.step)
+                self.tb.add_scalar("train/adversary_acc", s["adv_right"] / adv_n, self.step)
             self.tb.add_scalar("train/lr", lr, self.step)
             self.tb.add_scalar("train/audio_sec_per_sec", rate, self.step)
             if grad_norm is not None:

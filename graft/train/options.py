@@ -53,6 +53,7 @@ class TrainConfig:
     adversarial: str | None
     adversarial_weight: float
     adversarial_ramp_steps: int
+    adversarial_pool: str
     meta_block: int
     meta_step: float
     distill_from: str | None
@@ -111,6 +112,8 @@ HELP: dict[str, str] = {
                    "KEY:REGEX (the regex's first group; graft/train/adversarial.py); none: off",
     "adversarial_weight": "gradient-reversal scale of the domain classifier's gradient into the encoder",
     "adversarial_ramp_steps": "batches over which the reversal scale rises from 0 to --adversarial-weight",
+    "adversarial_pool": "what the domain classifier reads: frame (each encoder frame) or utterance (each cut's "
+                        "mean and std over its frames)",
     "meta_block": "meta-learned initialization (Reptile over the training cuts' languages, graft/train/meta.py): "
                   "batches per one-language block (0: off; one process only)",
     "meta_step": "Reptile's outer step size: the share of each block's weight change kept (1: plain training)",
@@ -248,9 +251,11 @@ def check_train_conf(conf: TrainConfig) -> TrainConfig:
     if conf.dropout is not None and conf.dropout >= 1:
         raise GraftError(f"--dropout must be < 1, got {conf.dropout}")
     conf.amp = parse_amp(conf.amp)
-    from graft.train.adversarial import parse_adversarial
+    from graft.train.adversarial import POOLS, parse_adversarial
 
     conf.adversarial = conf.adversarial.strip() if parse_adversarial(conf.adversarial) else None  # one spelling of off
+    if conf.adversarial_pool not in POOLS:
+        raise GraftError(f"--adversarial-pool must be one of {', '.join(POOLS)}, got {conf.adversarial_pool!r}")
     from graft.train.optim import OPTIMIZERS
 
     if conf.optimizer not in OPTIMIZERS:
