@@ -9,14 +9,14 @@ A model whose dev and test utterances all fall in one language (or match nothing
 """
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any, Sequence
 
 from graft.score.bootstrap import scored_utterances
 from graft.utils.errors import GraftError
+from graft.utils.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def compile_language_pattern(pattern: str) -> re.Pattern:

@@ -36,7 +36,7 @@ dl_dir=data/corpus          # where stage 0 writes the synthesized corpus
 en_train_minutes=400        # English train audio (minutes): 400 min x 6 epochs beat 200 x 12 (same updates) by 3.7 greedy test points
 en_dev_minutes=15           # English dev audio (minutes)
 en_test_minutes=15          # English test audio (minutes)
-source_langs="en pl"         # source languages (en, pl): one model on both (one BPE, one LM; default since 2026-12-07);
+source_langs="en pl"        # source languages (en, pl): one model on both (one BPE, one LM; default since 2026-12-07);
                             # its Czech transfer against the English-only source's (en): test ctc-hlg-rnnt 33.23 -> 29.11,
                             # -4.12 [-5.50, -2.57] over 5 seeds, with the grid's speaker adversary
                             # (bench/results/demo_cs_en_vs_en_pl_dat_spk_5_seeds.md)
