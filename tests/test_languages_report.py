@@ -1,4 +1,4 @@
-"""WER per language of a model scored on mixed-language dev/test sets (graft.score.languages,
+"""WER per language of a model scored on mixed-language dev/test (and test_unseen) sets (graft.score.languages,
 `steps/report.py --language-of`), on hand-made greedy hypotheses scored by steps/score.py's code.
 
 Usage:
@@ -29,7 +29,9 @@ def greedy_root(root: Path, lang: Path, errors: dict[str, dict[str, int]]) -> Pa
         g = dec / "greedy" / set_name
         write_text(g / "ref.txt", {u: REF for u in utts})
         write_text(g / "hyp.txt", {u: ["x"] * e + REF[e:] for u, e in utts.items()})
-    score_method(ScoreConfig(decode_root=dec, method="greedy", lm_weights=[0.0], **lm_kwargs(lang)))
+    others = [s for s in errors if s not in ("dev", "test")]
+    score_method(ScoreConfig(decode_root=dec, method="greedy", lm_weights=[0.0], other_test_sets=others,
+                             **lm_kwargs(lang)))
     return dec
 
 
@@ -51,6 +53,22 @@ def test_rows_split_the_errors_by_the_language_of_each_utterance(tmp_path: Path)
     assert "| en_pl_small | greedy | en | 12.50 | 2 | 16.67 | 3 |" in md
     assert "| en_pl_small | greedy | pl | 100.00 | 1 | 37.50 | 2 |" in md
     assert languages_markdown([]) == ""
+
+
+def test_a_further_test_set_of_only_some_languages_gets_its_columns(tmp_path: Path) -> None:
+    """A source's test_unseen held by English only (the languages that hold voices out): its WER,
+    utterances and ratio to test per language, '-' where a language has no utterance in it."""
+    dec = greedy_root(tmp_path / "unseen", make_lang(tmp_path), {
+        "dev": {"en-espeak-f1-000": 1, "pl-espeak-m1-002": 4},
+        "test": {"en-espeak-f1-003": 1, "pl-espeak-m1-006": 1},
+        "test_unseen": {"en-festival-m9-008": 2, "en-festival-m9-009": 1}})
+    rows = language_rows([Experiment("en_pl_small", "trained", None, dec)], ["greedy"], r"^([a-z]+)-")
+    assert [(r["language"], r["others"]) for r in rows] == [
+        ("en", {"test_unseen": (pytest.approx(100 * 3 / 8), 2)}), ("pl", {"test_unseen": (None, 0)})]
+    md = languages_markdown(rows)
+    assert "| test_unseen WER | test_unseen utterances | test_unseen / test |" in md
+    assert "| en_pl_small | greedy | en | 25.00 | 1 | 25.00 | 1 | 37.50 | 2 | 1.50x |" in md
+    assert "| en_pl_small | greedy | pl | 100.00 | 1 | 25.00 | 1 | - | 0 | - |" in md
 
 
 def test_a_model_of_one_language_gets_no_rows(tmp_path: Path) -> None:

@@ -6,11 +6,13 @@ Usage: .venv/bin/python -m pytest -q tests/test_multilingual_source.py
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,20 +36,31 @@ def recipe(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("multi")
     _run(d, str(ROOT / "local/demo.py"), "download", "--dl-dir", "data/corpus", "--languages", "en", "pl",
          "--jobs", "1", "--en-train-minutes", "0.4", "--en-dev-minutes", "0.2", "--en-test-minutes", "0.2",
-         "--en-unseen-minutes", "0", "--pl-train-minutes", "0.4", "--pl-dev-minutes", "0.2",
+         "--en-unseen-minutes", "0.2", "--pl-train-minutes", "0.4", "--pl-dev-minutes", "0.2",
          "--pl-test-minutes", "0.2")
     for lang in ("en", "pl"):
         _run(d, str(ROOT / "local/demo.py"), "prepare", "--dl-dir", "data/corpus", "--language", lang,
              "--out-dir", f"data/manifests/{lang}", "--train-subsets", "", "--seed", "0")
+        splits = "train dev test test_unseen" if lang == "en" else "train dev test"  # English holds voices out
         _run(d, str(ROOT / "steps/compute_fbank.py"), "--manifest-dir", f"data/manifests/{lang}",
-             "--out-dir", f"data/fbank/{lang}", "--splits", "train dev test", "--jobs", "1")
+             "--out-dir", f"data/fbank/{lang}", "--splits", splits, "--jobs", "1")
     return d
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_combined_language_holds_both_and_stage_3_builds_on_it(recipe, monkeypatch):
     _run(recipe, str(ROOT / "steps/combine_languages.py"), "--languages", "en", "pl", "--name", "en_pl")
     report = json.loads((recipe / "data/fbank/en_pl/report.json").read_text())
-    assert report["languages"] == ["en", "pl"] and sorted(report["splits"]) == ["dev", "test", "train"]
+    assert report["languages"] == ["en", "pl"] and sorted(report["splits"]) == ["dev", "test", "test_unseen", "train"]
+    # test_unseen: the held-out voices of the languages that have them (English here), not dropped
+    unseen = [c.id for c in load_manifest(recipe / "data/fbank/en/cuts_test_unseen.jsonl.gz")]
+    assert unseen and list(report["splits"]["test_unseen"]) == ["en"]
+    assert report["splits"]["test_unseen"]["en"]["cuts"] == len(unseen)
+    assert sorted(c.id for c in load_manifest(recipe / "data/fbank/en_pl/cuts_test_unseen.jsonl.gz")) == sorted(unseen)
+    assert len(load_manifest(recipe / "data/manifests/en_pl/supervisions_test_unseen.jsonl.gz")) == len(unseen)
     for split in ("train", "dev", "test"):
         own = {lang: [c.id for c in load_manifest(recipe / f"data/fbank/{lang}/cuts_{split}.jsonl.gz")]
                for lang in ("en", "pl")}
@@ -77,6 +90,37 @@ def test_combined_language_holds_both_and_stage_3_builds_on_it(recipe, monkeypat
     en_word = by_lang["en"].supervisions[0].text.split()[0]
     pl_word = by_lang["pl"].supervisions[0].text.split()[0]
     assert en_word in words and pl_word in words
+
+
+def test_combining_again_keeps_what_did_not_change_and_drops_a_stale_test_unseen(recipe):
+    """A re-run writes every file again; those with the same content stay byte for byte (gzip
+    headers carry a write time, and the training step's stamp hashes bytes), and a test_unseen no
+    language has any more is removed rather than left from the earlier run."""
+    combine = [str(ROOT / "steps/combine_languages.py"), "--languages", "en", "pl", "--name", "en_pl"]
+    _run(recipe, *combine)
+    files = [recipe / "data/fbank/en_pl/cuts_train.jsonl.gz", recipe / "data/manifests/en_pl/cuts_dev.jsonl.gz",
+             recipe / "data/fbank/en_pl/cuts_test_unseen.jsonl.gz"]
+    before = {f: (_sha(f), f.stat().st_mtime_ns) for f in files}
+    time.sleep(1.1)  # a rewrite would carry another gzip time
+    _run(recipe, *combine)
+    assert {f: (_sha(f), f.stat().st_mtime_ns) for f in files} == before
+    held = recipe / "held"
+    held.mkdir()
+    for d in ("manifests", "fbank"):  # English without its test_unseen, as with --en-unseen-minutes 0
+        for f in (recipe / f"data/{d}/en").glob("*_test_unseen.jsonl.gz"):
+            f.rename(held / f"{d}-{f.name}")
+    try:
+        _run(recipe, *combine)
+        report = json.loads((recipe / "data/fbank/en_pl/report.json").read_text())
+        assert "test_unseen" not in report["splits"]
+        assert not list((recipe / "data/fbank/en_pl").glob("*test_unseen*"))
+        assert not list((recipe / "data/manifests/en_pl").glob("*test_unseen*"))
+        assert _sha(files[0]) == before[files[0]][0]
+    finally:
+        for f in held.iterdir():
+            d, name = f.name.split("-", 1)
+            f.rename(recipe / f"data/{d}/en" / name)
+        _run(recipe, *combine)
 
 
 def test_combining_needs_two_languages_with_their_stages_done(recipe):

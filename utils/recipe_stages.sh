@@ -82,9 +82,11 @@ fbank_stage() {
 # combine_stage NAME "LANGS": several languages' stage-1/2 outputs as one training language NAME
 # (steps/combine_languages.py: data/manifests/NAME/ with its lm_text.txt, data/fbank/NAME/), so
 # that stages 3-4 train one multilingual model on it; run after stages 1-2 of every language.
+# Its test_unseen holds the languages that have one. Its inputs are every language's feature
+# manifests, so a split added to one language (e.g. Polish's test_unseen) combines again.
 combine_stage() {
   local name=$1 langs=$2 l inputs=""
-  for l in $langs; do inputs="$inputs data/fbank/$l/report.json data/manifests/$l/report.json"; done
+  for l in $langs; do inputs="$inputs data/manifests/$l/report.json data/fbank/$l/report.json $(echo data/fbank/$l/cuts_*.jsonl.gz)"; done
   step "stage2_combine_$name" "data/fbank/$name/report.json data/manifests/$name/report.json" \
     --inputs "${inputs# }" python $GRAFT_ROOT/steps/combine_languages.py --languages $langs --name $name
 }

@@ -1,6 +1,7 @@
 """WER per language of a model scored on mixed-language sets (a multilingual source's dev and
-test): its per-utterance errors at the dev-chosen LM weight and penalty, split by a regular
-expression over utterance ids whose first group names the language.
+test, and further test sets such as test_unseen): its per-utterance errors at the dev-chosen LM
+weight and penalty, split by a regular expression over utterance ids whose first group names
+the language.
 
     rows = language_rows(exps, ["greedy", "ctc-hlg"], r"^([a-z]+)-")   # "en-espeak-f1-..." -> en
     print(languages_markdown(rows))
@@ -49,9 +50,23 @@ def _wer(errors: int, ref: int) -> float | None:
     return 100.0 * errors / ref if ref else None
 
 
+def _scored_sets(sel: dict) -> list[tuple[str, str, tuple[float, float] | None]]:
+    """(kind, set name, pair or None for the selection's own) of dev, test and the other tests."""
+    out = [(kind, sel[f"{kind}_set"], None) for kind in ("dev", "test") if sel.get(f"{kind}_set")]
+    for name, other in (sel.get("other_tests") or {}).items():
+        pair = other.get("pair") or {}
+        try:
+            out.append((name, name, (float(pair["lm_weight"]), float(pair["word_ins_penalty"]))))
+        except (KeyError, TypeError, ValueError):
+            out.append((name, name, None))
+    return out
+
+
 def language_rows(exps: Sequence[Any], methods: Sequence[str], pattern: str) -> list[dict]:
     """One row per (experiment, method, language) of models scored on more than one language:
-    dicts with label, method, language, dev_wer, dev_utts, test_wer, test_utts (WERs in %)."""
+    dicts with label, method, language, dev_wer, dev_utts, test_wer, test_utts (WERs in %) and
+    others: {test set: (WER or None, utterances)} for the further test sets scored (test_unseen),
+    which may hold only some of the languages."""
     rx = compile_language_pattern(pattern)
     rows: list[dict] = []
     for e in exps:
@@ -60,23 +75,22 @@ def language_rows(exps: Sequence[Any], methods: Sequence[str], pattern: str) -> 
             if sel is None:
                 continue
             split: dict[str, dict[str, tuple[int, int, int]]] = {}
-            for kind in ("dev", "test"):
-                name = sel.get(f"{kind}_set")
-                if not name:
-                    continue
+            for kind, name, pair in _scored_sets(sel):
                 try:
-                    split[kind] = split_by_language(scored_utterances(e.decode_root, m, name).counts, rx)
+                    split[kind] = split_by_language(scored_utterances(e.decode_root, m, name, pair).counts, rx)
                 except GraftError as err:
                     log.info("no per-language %s WER for %s, %s: %s", kind, e.label, m, err)
-            langs = sorted({lang for s in split.values() for lang in s})
+            langs = sorted({lang for kind in ("dev", "test") for lang in split.get(kind, {})})
             if len(langs) < 2:
                 continue
             for lang in langs:
                 dev = split.get("dev", {}).get(lang, (0, 0, 0))
                 test = split.get("test", {}).get(lang, (0, 0, 0))
+                others = {kind: (_wer(v[0], v[1]), v[2]) for kind, by_lang in split.items()
+                          if kind not in ("dev", "test") for v in [by_lang.get(lang, (0, 0, 0))]}
                 rows.append({"label": e.label, "method": m, "language": lang,
                              "dev_wer": _wer(dev[0], dev[1]), "dev_utts": dev[2],
-                             "test_wer": _wer(test[0], test[1]), "test_utts": test[2]})
+                             "test_wer": _wer(test[0], test[1]), "test_utts": test[2], "others": others})
     return rows
 
 
@@ -88,14 +102,24 @@ def languages_markdown(rows: Sequence[dict]) -> str:
     def f(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f}"
 
+    others = list(dict.fromkeys(name for r in rows for name in r.get("others", {})))
+    head = "| model | method | language | dev WER | dev utterances | test WER | test utterances |"
+    rule = "|---|---|---|---:|---:|---:|---:|"
+    for name in others:
+        head += f" {name} WER | {name} utterances | {name} / test |"
+        rule += "---:|---:|---:|"
     out = ["## Per language", "",
            "Models scored on sets of several languages (a multilingual source), split by language: "
            "the same hypotheses at the same dev-chosen LM weight and penalty as the tables above, "
-           "errors summed over each language's utterances.", "",
-           "| model | method | language | dev WER | dev utterances | test WER | test utterances |",
-           "|---|---|---|---:|---:|---:|---:|"]
+           "errors summed over each language's utterances"
+           + (" ('-': the language has no utterance in that set)." if others else "."), "", head, rule]
     for r in rows:
-        out.append(f"| {r['label']} | {r['method']} | {r['language']} | {f(r['dev_wer'])} | {r['dev_utts']} | "
-                   f"{f(r['test_wer'])} | {r['test_utts']} |")
+        line = (f"| {r['label']} | {r['method']} | {r['language']} | {f(r['dev_wer'])} | {r['dev_utts']} | "
+                f"{f(r['test_wer'])} | {r['test_utts']} |")
+        for name in others:
+            wer, utts = r.get("others", {}).get(name, (None, 0))
+            ratio = "-" if wer is None or not r["test_wer"] else f"{wer / r['test_wer']:.2f}x"
+            line += f" {f(wer)} | {utts} | {ratio} |"
+        out.append(line)
     out.append("")
     return "\n".join(out)

@@ -14,7 +14,8 @@
 #      source with pl in --source-langs)
 #   1  Lhotse manifests per language and split, nested Czech train subsets -> data/manifests/
 #   2  80-dim fbank, lilcom storage -> data/fbank/; several source languages combined into one
-#      (steps/combine_languages.py) -> data/fbank/<langs joined by _>/, e.g. en_pl
+#      (steps/combine_languages.py) -> data/fbank/<langs joined by _>/, e.g. en_pl, whose test_unseen
+#      holds the languages that have one (English's; Polish's too with --pl-unseen-minutes > 0)
 #   3  language side: BPE lang dir, then its LM dir (lexicon, n-gram LM, G, L, LG, HLG) -> data/lang/
 #   4  train the source transducer (pruned RNN-T + CTC) -> exp/<source>_<model_conf>/ (en_pl_small)
 #   5  the Czech transfer grid (conf/grid/<grid>.yaml): transfer from --source-exp and from scratch
@@ -43,7 +44,9 @@ source_langs="en pl"        # source languages (en, pl): one model on both (one 
 pl_train_minutes=240        # Polish train audio (minutes; only with pl in source_langs)
 pl_dev_minutes=10           # Polish dev audio (minutes)
 pl_test_minutes=10          # Polish test audio (minutes)
-pl_train_reads=2            # times Polish train may read a sentence (each in another voice): it has ~2,400
+pl_train_reads=2            # times Polish train may read a sentence (each in another voice): it has ~2,400 sentences
+pl_unseen_minutes=0         # Polish test_unseen audio (minutes; one held-out voice); 0 = none: more takes its
+                            # sentences before train's, so it changes the source's training data
 cs_train_minutes=100        # Czech train audio, all (minutes)
 cs_dev_minutes=10           # Czech dev audio (minutes)
 cs_test_minutes=15          # Czech test audio (minutes)
@@ -104,7 +107,7 @@ if stage_in 0; then
   if [[ " $extra_langs " == *" pl "* ]]; then  # a step of its own: its options do not touch English and Czech
     corpus_tag=pl corpus_stage demo $dl_dir pl "" --languages pl --seed $seed --jobs $nj --train-reads $pl_train_reads \
       --pl-train-minutes $pl_train_minutes --pl-dev-minutes $pl_dev_minutes --pl-test-minutes $pl_test_minutes \
-      --pl-unseen-minutes 0
+      --pl-unseen-minutes $pl_unseen_minutes
   fi
 fi
 if stage_in 1; then
