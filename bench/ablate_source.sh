@@ -22,7 +22,7 @@ cd "${RECIPE:-$root/egs/demo/ASR}"
 model=${MODEL:-en_pl_small}
 out=${OUT:-${model}_$name}
 . "$root/utils/env.sh"
-stage=0 stop_stage=8 force=false nj=2 log_dir=exp/log
+stage=0 stop_stage=8 force=false nj=2 log_dir=exp/log/bench  # not exp/log: the recipe's stage-time table reads its top level
 . "$root/utils/stage.sh"
 . "$root/utils/recipe_stages.sh"
 

@@ -21,7 +21,7 @@ name=$1 source=$2; shift 2
 cd "${RECIPE:-$root/egs/demo/ASR}"
 grid=${GRID:-demo} lang=${LANG_T:-cs} size=${SIZE:-15m}
 . "$root/utils/env.sh"
-stage=0 stop_stage=8 force=false nj=2 log_dir=exp/log
+stage=0 stop_stage=8 force=false nj=2 log_dir=exp/log/bench  # not exp/log: the recipe's stage-time table reads its top level
 . "$root/utils/stage.sh"
 . "$root/utils/recipe_stages.sh"
 
