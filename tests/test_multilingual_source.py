@@ -130,6 +130,17 @@ def test_combining_needs_two_languages_with_their_stages_done(recipe):
     missing = _run(recipe, str(ROOT / "steps/combine_languages.py"), "--languages", "en", "cs", "--name", "x", ok=False)
     assert missing.returncode == 1 and "data/manifests/cs/report.json is missing: run stage 1 for cs first" in missing.stderr
     assert not (recipe / "data/fbank/x").exists()
+    # a required split one language lacks: an error naming it, not a combined language without it
+    test = recipe / "data/manifests/pl/cuts_test.jsonl.gz"
+    test.rename(test.with_name("held.jsonl.gz"))
+    try:
+        lacks = _run(recipe, str(ROOT / "steps/combine_languages.py"), "--languages", "en", "pl", "--name", "y", ok=False)
+    finally:
+        test.with_name("held.jsonl.gz").rename(test)
+    assert lacks.returncode == 1 and "Traceback" not in lacks.stderr
+    assert "data/manifests/pl/cuts_test.jsonl.gz is missing: every language needs its test split " \
+        "(run stage 1 for pl)" in lacks.stderr
+    assert not (recipe / "data/fbank/y").exists()
 
 
 def test_demo_recipe_trains_and_transfers_from_an_english_polish_source(tmp_path):
