@@ -6,6 +6,7 @@ Usage:
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -178,6 +179,12 @@ def test_reader_at_the_dev_chosen_pair(tmp_path: Path) -> None:
         scored_utterances(dec, "beam")
     with pytest.raises(GraftError, match=r"per_utt_0.5_0.0"):
         scored_utterances(dec, "ctc-hlg", pair=(0.5, 0.0))
+    # a further test set (test_unseen) is read at the pair its selection records for it, not the dev's
+    shutil.copytree(dec / "ctc-hlg" / "test", dec / "ctc-hlg" / "test_unseen")
+    sel["other_tests"] = {"test_unseen": {"pair": {"lm_weight": 0.0, "word_ins_penalty": 0.0}}}
+    (dec / "ctc-hlg" / "selection.json").write_text(json.dumps(sel))
+    unseen = scored_utterances(dec, "ctc-hlg", set_name="test_unseen")
+    assert (unseen.lm_weight, unseen.penalty) == (0.0, 0.0) and unseen.counts == no_lm.counts
 
 
 # --- the comparisons of RESULTS.md ------------------------------------------------------------

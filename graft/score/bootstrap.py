@@ -146,14 +146,18 @@ def scored_utterances(
     set_name: str | None = None,
     pair: tuple[float, float] | None = None,
 ) -> ScoredUtterances:
-    """Per-utterance errors of `method`'s test set (or `set_name`) at the pair the dev set chose
-    (or at `pair`, e.g. (0.0, 0.0) for no LM), from its per_utt file."""
+    """Per-utterance errors of `method`'s test set (or `set_name`) at the pair selection.json
+    records for that set (the test set's `test_pair`, a further test set's `other_tests` pair,
+    else the dev-chosen one), or at `pair` (e.g. (0.0, 0.0) for no LM), from its per_utt file."""
     sel = read_selection(decode_root, method)
     set_name = set_name or sel.get("test_set")
     if not set_name:
         raise GraftError(f"{Path(decode_root) / method / 'selection.json'} records no test set")
     if pair is None:
-        chosen = sel.get("test_pair") if set_name == sel.get("test_set") else None
+        if set_name == sel.get("test_set"):
+            chosen = sel.get("test_pair")
+        else:
+            chosen = ((sel.get("other_tests") or {}).get(set_name) or {}).get("pair")
         chosen = chosen or sel.get("chosen_on_dev")
         try:
             pair = (float(chosen["lm_weight"]), float(chosen["word_ins_penalty"]))

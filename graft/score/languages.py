@@ -50,16 +50,10 @@ def _wer(errors: int, ref: int) -> float | None:
     return 100.0 * errors / ref if ref else None
 
 
-def _scored_sets(sel: dict) -> list[tuple[str, str, tuple[float, float] | None]]:
-    """(kind, set name, pair or None for the selection's own) of dev, test and the other tests."""
-    out = [(kind, sel[f"{kind}_set"], None) for kind in ("dev", "test") if sel.get(f"{kind}_set")]
-    for name, other in (sel.get("other_tests") or {}).items():
-        pair = other.get("pair") or {}
-        try:
-            out.append((name, name, (float(pair["lm_weight"]), float(pair["word_ins_penalty"]))))
-        except (KeyError, TypeError, ValueError):
-            out.append((name, name, None))
-    return out
+def _scored_sets(sel: dict) -> list[tuple[str, str]]:
+    """(kind, set name) of dev, test and the further test sets (test_unseen) a selection scored."""
+    out = [(kind, sel[f"{kind}_set"]) for kind in ("dev", "test") if sel.get(f"{kind}_set")]
+    return out + [(name, name) for name in sel.get("other_tests") or {}]
 
 
 def language_rows(exps: Sequence[Any], methods: Sequence[str], pattern: str) -> list[dict]:
@@ -75,9 +69,9 @@ def language_rows(exps: Sequence[Any], methods: Sequence[str], pattern: str) -> 
             if sel is None:
                 continue
             split: dict[str, dict[str, tuple[int, int, int]]] = {}
-            for kind, name, pair in _scored_sets(sel):
+            for kind, name in _scored_sets(sel):  # each set at the pair its selection records
                 try:
-                    split[kind] = split_by_language(scored_utterances(e.decode_root, m, name, pair).counts, rx)
+                    split[kind] = split_by_language(scored_utterances(e.decode_root, m, name).counts, rx)
                 except GraftError as err:
                     log.info("no per-language %s WER for %s, %s: %s", kind, e.label, m, err)
             langs = sorted({lang for kind in ("dev", "test") for lang in split.get(kind, {})})
@@ -86,8 +80,11 @@ def language_rows(exps: Sequence[Any], methods: Sequence[str], pattern: str) -> 
             for lang in langs:
                 dev = split.get("dev", {}).get(lang, (0, 0, 0))
                 test = split.get("test", {}).get(lang, (0, 0, 0))
-                others = {kind: (_wer(v[0], v[1]), v[2]) for kind, by_lang in split.items()
-                          if kind not in ("dev", "test") for v in [by_lang.get(lang, (0, 0, 0))]}
+                others = {}
+                for kind, by_lang in split.items():
+                    if kind not in ("dev", "test"):
+                        err, ref, utts = by_lang.get(lang, (0, 0, 0))
+                        others[kind] = (_wer(err, ref), utts)
                 rows.append({"label": e.label, "method": m, "language": lang,
                              "dev_wer": _wer(dev[0], dev[1]), "dev_utts": dev[2],
                              "test_wer": _wer(test[0], test[1]), "test_utts": test[2], "others": others})
